@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import ipaddress
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+def validate_cidr(value: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValidationError(f"{value!r} is not an IP address or CIDR") from exc
+
+
+class AdvertiserStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    INACTIVE = "inactive", "Inactive"
+
+
+class Advertiser(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    status = models.CharField(
+        max_length=16, choices=AdvertiserStatus.choices, default=AdvertiserStatus.ACTIVE
+    )
+    # Postback security: the token is stored hashed and shown once when (re)generated.
+    postback_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    postback_token_prefix = models.CharField(max_length=16, blank=True, editable=False)
+    require_token = models.BooleanField(
+        default=True, help_text="Refuse postbacks without the advertiser's token."
+    )
+    ip_allowlist = ArrayField(
+        models.CharField(max_length=64, validators=[validate_cidr]),
+        blank=True,
+        default=list,
+        help_text="IPs or CIDRs allowed to send postbacks; empty allows any IP.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
+from rest_framework import serializers
+
+from apps.commissions.models import Statement
+from apps.common.safe_http import UnsafeUrl, url_check_on_save
+from apps.conversions.models import Conversion
+from apps.offers.models import Goal, Offer
+from apps.offers.selectors import tracking_link
+from apps.partners.models import Affiliate, AffiliatePostback
+
+_http_url = URLValidator(schemes=["http", "https"])
+
+
+class GoalSerializer(serializers.ModelSerializer[Goal]):
+    class Meta:
+        model = Goal
+        fields = ["id", "code", "name", "payout_type", "payout", "default_status", "is_default"]
+
+
+class AffiliateOfferSerializer(serializers.ModelSerializer[Offer]):
+    goals = GoalSerializer(many=True, read_only=True)
+    tracking_link = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Offer
+        fields = [
+            "id",
+            "name",
+            "status",
+            "visibility",
+            "currency",
+            "attribution_window_days",
+            "goals",
+            "tracking_link",
+        ]
+
+    def get_tracking_link(self, offer: Offer) -> str:
+        return tracking_link(offer_id=offer.pk, affiliate_id=self.context["affiliate_id"])
+
+
+class GoalWithRevenueSerializer(GoalSerializer):
+    class Meta(GoalSerializer.Meta):
+        fields = [*GoalSerializer.Meta.fields, "revenue"]
+
+
+class OfferSerializer(serializers.ModelSerializer[Offer]):
+    goals = GoalWithRevenueSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Offer
+        fields = [
+            "id",
+            "advertiser_id",
+            "name",
+            "status",
+            "visibility",
+            "destination_url",
+            "fallback_url",
+            "currency",
+            "attribution_window_days",
+            "min_seconds_to_convert",
+            "quality_threshold",
+            "goals",
+            "created_at",
+        ]
+
+
+class AffiliateConversionSerializer(serializers.ModelSerializer[Conversion]):
+    conversion_id = serializers.IntegerField(source="pk")
+    goal = serializers.CharField(source="goal.code")
+
+    class Meta:
+        model = Conversion
+        fields = [
+            "conversion_id",
+            "created_at",
+            "offer_id",
+            "goal",
+            "status",
+            "payout",
+            "currency",
+            "order_id",
+            "click_id",
+            "sub1",
+            "sub2",
+            "sub3",
+            "sub4",
+            "sub5",
+            "source_id",
+            "quality_score",
+            "quality_reasons",
+            "quality_evidence",
+        ]
+
+    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
+        fields = super().get_fields()
+        if not settings.QUALITY_SHOW_EVIDENCE_TO_AFFILIATES:
+            # Reason codes always; the evidence behind them only if the network chooses to.
+            fields.pop("quality_evidence")
+        return fields
+
+
+class AdvertiserConversionSerializer(serializers.ModelSerializer[Conversion]):
+    conversion_id = serializers.IntegerField(source="pk")
+    goal = serializers.CharField(source="goal.code")
+
+    class Meta:
+        model = Conversion
+        fields = [
+            "conversion_id",
+            "created_at",
+            "offer_id",
+            "affiliate_id",
+            "goal",
+            "status",
+            "revenue",
+            "sale_amount",
+            "currency",
+            "order_id",
+            "click_id",
+            "quality_score",
+            "quality_reasons",
+            "adv1",
+            "adv2",
+            "adv3",
+            "adv4",
+            "adv5",
+        ]
+
+
+class StaffConversionSerializer(AdvertiserConversionSerializer):
+    class Meta(AdvertiserConversionSerializer.Meta):
+        fields = [*AdvertiserConversionSerializer.Meta.fields, "payout", "ip", "country"]
+
+
+class AffiliateSerializer(serializers.ModelSerializer[Affiliate]):
+    class Meta:
+        model = Affiliate
+        fields = ["id", "name", "status", "referrer_id", "timezone", "created_at"]
+
+
+class AffiliatePostbackSerializer(serializers.ModelSerializer[AffiliatePostback]):
+    offer_id = serializers.IntegerField(required=False, allow_null=True)
+    goal_id = serializers.IntegerField(required=False, allow_null=True)
+    url = serializers.CharField(max_length=2000)
+
+    class Meta:
+        model = AffiliatePostback
+        fields = ["id", "url", "offer_id", "goal_id", "fire_on_pending", "is_active", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_url(self, value: str) -> str:
+        try:
+            _http_url(value)  # the model's URLField rule: a well-formed URL, no white space
+            url_check_on_save(value)
+        except (DjangoValidationError, UnsafeUrl) as refused:
+            # One answer for every refusal: the reason would help someone probe our network.
+            raise serializers.ValidationError(
+                "Use a public http(s) URL without credentials.", code="url_not_allowed"
+            ) from refused
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        offer_id, goal_id = attrs.get("offer_id"), attrs.get("goal_id")
+        runnable = self.context["runnable_offer_ids"]
+        if offer_id is not None and offer_id not in runnable:
+            raise serializers.ValidationError({"offer_id": "Unknown offer."}, code="unknown_offer")
+        if goal_id is not None and (
+            offer_id is None or not Goal.objects.filter(pk=goal_id, offer_id=offer_id).exists()
+        ):
+            raise serializers.ValidationError({"goal_id": "Unknown goal."}, code="unknown_goal")
+        return attrs
+
+
+class StatementSerializer(serializers.ModelSerializer[Statement]):
+    class Meta:
+        model = Statement
+        fields = [
+            "id",
+            "period_start",
+            "period_end",
+            "currency",
+            "status",
+            "total",
+            "minimum_payout",
+            "created_at",
+            "approved_at",
+            "paid_at",
+        ]

@@ -1,0 +1,61 @@
+from django.urls import include, path, re_path
+from rest_framework.routers import SimpleRouter
+
+from apps.api import views
+
+affiliate_router = SimpleRouter()
+affiliate_router.register(
+    "postbacks", views.AffiliatePostbackViewSet, basename="affiliate-postback"
+)
+
+urlpatterns = [
+    path("affiliate/offers/", views.AffiliateOfferList.as_view(), name="affiliate-offers"),
+    path("affiliate/stats/", views.AffiliateStats.as_view(), name="affiliate-stats"),
+    path(
+        "affiliate/conversions/",
+        views.AffiliateConversionList.as_view(),
+        name="affiliate-conversions",
+    ),
+    path("affiliate/balance/", views.AffiliateBalance.as_view(), name="affiliate-balance"),
+    path(
+        "affiliate/balance/detail/",
+        views.AffiliateBalanceDetail.as_view(),
+        name="affiliate-balance-detail",
+    ),
+    path(
+        "affiliate/statements/", views.AffiliateStatementList.as_view(), name="affiliate-statements"
+    ),
+    path(
+        "affiliate/statements/<int:pk>/",
+        views.AffiliateStatementDetail.as_view(),
+        name="affiliate-statement",
+    ),
+    path(
+        "affiliate/statements/<int:pk>/csv/",
+        views.AffiliateStatementCsv.as_view(),
+        name="affiliate-statement-csv",
+    ),
+    path(
+        "affiliate/statements/<int:pk>/invoice/",
+        views.AffiliateStatementInvoice.as_view(),
+        name="affiliate-statement-invoice",
+    ),
+    path("affiliate/", include(affiliate_router.urls)),
+    path("advertiser/offers/", views.AdvertiserOfferList.as_view(), name="advertiser-offers"),
+    path(
+        "advertiser/conversions/",
+        views.AdvertiserConversionList.as_view(),
+        name="advertiser-conversions",
+    ),
+    path("advertiser/stats/", views.AdvertiserStats.as_view(), name="advertiser-stats"),
+    path("network/offers/", views.StaffOfferList.as_view(), name="network-offers"),
+    path("network/affiliates/", views.StaffAffiliateList.as_view(), name="network-affiliates"),
+    path("network/conversions/", views.StaffConversionList.as_view(), name="network-conversions"),
+    path("network/stats/", views.StaffStats.as_view(), name="network-stats"),
+    path(
+        "network/quality-report/", views.StaffQualityReport.as_view(), name="network-quality-report"
+    ),
+    # Anything else under the API is a JSON 404 with a code, not Django's HTML page. Only paths
+    # ending in "/" match, so a missing trailing slash still gets APPEND_SLASH's redirect.
+    re_path(r"^.*/$", views.not_found, name="api-not-found"),
+]

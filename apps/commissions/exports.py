@@ -1,0 +1,61 @@
+"""A statement as CSV and as a printable HTML invoice (the same rows for staff and affiliate)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django.template.loader import render_to_string
+
+from apps.commissions.models import Statement
+from apps.commissions.selectors import statement_entries
+
+CSV_COLUMNS = [
+    "entry_id",
+    "kind",
+    "created_at",
+    "available_at",
+    "conversion_id",
+    "offer",
+    "goal",
+    "memo",
+    "amount",
+    "currency",
+]
+
+
+def _rows(statement: Statement) -> list[list[str]]:
+    rows = []
+    for entry in statement_entries(statement=statement):
+        conversion = entry.conversion
+        rows.append(
+            [
+                str(entry.pk),
+                entry.kind,
+                entry.created_at.isoformat(),
+                entry.available_at.isoformat(),
+                str(entry.conversion_id or ""),
+                conversion.offer.name if conversion else "",
+                conversion.goal.code if conversion else "",
+                entry.memo,
+                str(entry.amount),
+                entry.currency,
+            ]
+        )
+    return rows
+
+
+def statement_csv(*, statement: Statement) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(_rows(statement))
+    writer.writerow(["total", "", "", "", "", "", "", "", str(statement.total), statement.currency])
+    return out.getvalue()
+
+
+def statement_invoice_html(*, statement: Statement) -> str:
+    return render_to_string(
+        "commissions/statement_invoice.html",
+        {"statement": statement, "columns": CSV_COLUMNS, "rows": _rows(statement)},
+    )

@@ -1,0 +1,211 @@
+"""Outbound HTTP to addresses strangers choose (affiliate postback URLs), without SSRF.
+
+The host is resolved once, every address it resolves to must be public, and the connection is made
+to a checked address (so DNS cannot answer differently between check and connect). Redirects are
+not followed, credentials in URLs are refused, bodies are read up to a cap, and the whole exchange
+has a deadline (a per-read timeout alone lets a server that drips a byte at a time hold a worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from django.conf import settings
+
+from apps.common.net import IPAddress, ip_is_public, ip_parse
+
+USER_AGENT = "OpenCPA-Postback/1.0"
+_BLOCKED_HOST_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
+
+
+class UnsafeUrl(Exception):
+    """The URL may not be called; the code says why (kept out of affiliate-facing answers)."""
+
+    def __init__(self, code: str):
+        self.code = code
+        super().__init__(code)
+
+
+@dataclass(frozen=True)
+class SafeResponse:
+    status: int
+    body: str
+    latency_ms: int
+
+
+def _address_allowed(address: IPAddress) -> bool:
+    if ip_is_public(address):
+        return True
+    return bool(settings.OUTBOUND_ALLOW_LOOPBACK and address.is_loopback)
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """An IP written in any form the C resolver accepts (2130706433, 0x7f.1, 127.1, ::1)."""
+    address = ip_parse(host)
+    if address is not None:
+        return address
+    try:
+        packed = socket.inet_aton(host)
+    except OSError:
+        return None
+    return ip_parse(socket.inet_ntoa(packed))
+
+
+def url_check_shape(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of an http(s) URL without credentials; raises UnsafeUrl."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeUrl("malformed_url") from exc
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeUrl("scheme_not_allowed")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeUrl("credentials_in_url")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise UnsafeUrl("missing_host")
+    local_name = host == "localhost" or host.endswith(_BLOCKED_HOST_SUFFIXES)
+    if local_name and not settings.OUTBOUND_ALLOW_LOOPBACK:
+        raise UnsafeUrl("address_not_public")
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+
+
+def _resolve_checked(host: str, port: int) -> list[IPAddress]:
+    """Every address the host stands for, in resolver order; all of them must be allowed."""
+    literal = _literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise UnsafeUrl("unresolvable_host") from exc
+        addresses = [a for a in (ip_parse(str(info[4][0])) for info in infos) if a is not None]
+    if not addresses:
+        raise UnsafeUrl("unresolvable_host")
+    if not all(_address_allowed(address) for address in addresses):
+        raise UnsafeUrl("address_not_public")
+    return list(dict.fromkeys(addresses))
+
+
+def url_check_on_save(url: str) -> None:
+    """Refuse URLs that can already be seen to be unsafe; an unresolvable name is checked later."""
+    _scheme, host, port = url_check_shape(url)
+    try:
+        _resolve_checked(host, port)
+    except UnsafeUrl as exc:
+        if exc.code != "unresolvable_host":
+            raise
+
+
+def _connect_checked(addresses: list[IPAddress], port: int, deadline: float) -> socket.socket:
+    """A connection to the first checked address that answers (a host with an AAAA record must
+    still work from a worker without IPv6), never to anything the resolver says later."""
+    error: OSError = TimeoutError("no time left to connect")
+    for address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            return socket.create_connection((str(address), port), remaining)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, addresses: list[IPAddress], deadline: float):
+        super().__init__(host, port, timeout=max(deadline - time.monotonic(), 0.001))
+        self._addresses = addresses
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        self.sock = _connect_checked(self._addresses, self.port, self._deadline)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, addresses: list[IPAddress], deadline: float):
+        super().__init__(
+            host,
+            port,
+            timeout=max(deadline - time.monotonic(), 0.001),
+            context=ssl.create_default_context(),
+        )
+        self._addresses = addresses
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        sock = _connect_checked(self._addresses, self.port, self._deadline)
+        context = self._context  # type: ignore[attr-defined]
+        # Handshake after self.sock is set, so the request deadline can cut a slow handshake too.
+        self.sock = context.wrap_socket(
+            sock, server_hostname=self.host, do_handshake_on_connect=False
+        )
+        self.sock.do_handshake()
+
+
+def safe_request(
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    max_body: int = 1024,
+) -> SafeResponse:
+    """One request; raises UnsafeUrl for refused targets, OSError/HTTPException on failure.
+
+    `timeout` bounds the whole request (connect, send, headers and body), TimeoutError past it.
+    """
+    scheme, host, port = url_check_shape(url)
+    addresses = _resolve_checked(host, port)
+    parts = urlsplit(url)
+    # http.client sends the request line as ASCII: percent-encode anything else, keep the rest.
+    target = quote(
+        (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+        safe="/?&=%:@!$'()*+,;~-._",
+    )
+    started = time.monotonic()
+    connection_class = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+    connection = connection_class(host, port, addresses, started + timeout)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # The plain socket's shutdown (not SSLSocket's) wakes the blocked read at once.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    deadline = threading.Timer(timeout, expire)
+    deadline.daemon = True
+    deadline.start()
+    try:
+        connection.request(
+            method, target, body=body, headers={"User-Agent": USER_AGENT, **(headers or {})}
+        )
+        response = connection.getresponse()
+        payload = response.read(max_body)
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {timeout}s") from exc
+        raise
+    finally:
+        deadline.cancel()
+        connection.close()
+    if expired.is_set():  # the answer was cut short when the deadline closed the socket
+        raise TimeoutError(f"no complete answer within {timeout}s")
+    return SafeResponse(
+        status=response.status,
+        body=payload.decode("utf-8", errors="replace"),
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )

@@ -1,0 +1,299 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.db import models
+
+from apps.common.money import Currency
+from apps.partners.models import validate_timezone
+
+http_url = URLValidator(schemes=["http", "https"])
+
+
+class OfferStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class OfferVisibility(models.TextChoices):
+    PUBLIC = "public", "Public"
+    APPROVAL_REQUIRED = "approval_required", "Approval required"
+    PRIVATE = "private", "Private"
+
+
+class ConversionStatus(models.TextChoices):
+    APPROVED = "approved", "Approved"
+    PENDING = "pending", "Pending"
+    REJECTED = "rejected", "Rejected"
+    REVERSED = "reversed", "Reversed"
+
+
+class PayoutType(models.TextChoices):
+    FIXED = "fixed", "Fixed amount"
+    PERCENT = "percent", "Percent of sale amount"
+
+
+class DeviceType(models.TextChoices):
+    DESKTOP = "desktop", "Desktop"
+    MOBILE = "mobile", "Mobile"
+    TABLET = "tablet", "Tablet"
+    OTHER = "other", "Other"
+
+
+class OsFamily(models.TextChoices):
+    WINDOWS = "windows", "Windows"
+    MACOS = "macos", "macOS"
+    LINUX = "linux", "Linux"
+    IOS = "ios", "iOS"
+    ANDROID = "android", "Android"
+    OTHER = "other", "Other"
+
+
+def validate_country_code(value: str) -> None:
+    if len(value) != 2 or not value.isascii() or not value.isalpha() or not value.isupper():
+        raise ValidationError(f"{value!r} is not a two-letter ISO country code (e.g. US, GB)")
+
+
+def _choice_list(choices: type[models.TextChoices]) -> ArrayField:  # type: ignore[type-arg]
+    return ArrayField(
+        models.CharField(max_length=10, choices=choices.choices), blank=True, default=list
+    )
+
+
+class Offer(models.Model):
+    advertiser = models.ForeignKey(
+        "advertisers.Advertiser", on_delete=models.PROTECT, related_name="offers"
+    )
+    name = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=16, choices=OfferStatus.choices, default=OfferStatus.ACTIVE
+    )
+    visibility = models.CharField(
+        max_length=20, choices=OfferVisibility.choices, default=OfferVisibility.APPROVAL_REQUIRED
+    )
+    destination_url = models.CharField(
+        max_length=2000,
+        validators=[http_url],
+        help_text="Where clicks go. Macros: {click_id}, {aff_id}, {sub1}…{sub5}, {source_id}, …",
+    )
+    fallback_url = models.CharField(
+        max_length=2000,
+        blank=True,
+        validators=[http_url],
+        help_text="Where clicks go when the offer cannot take them.",
+    )
+    fallback_offer = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Clicks this offer cannot take (targeting, caps) go here first.",
+    )
+    currency = models.CharField(max_length=3, choices=Currency.choices, default=Currency.USD)
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_timezone],
+        help_text="Caps count days, weeks and months in this time zone.",
+    )
+    # Targeting: empty means any.
+    allowed_countries = ArrayField(
+        models.CharField(max_length=2, validators=[validate_country_code]),
+        blank=True,
+        default=list,
+    )
+    blocked_countries = ArrayField(
+        models.CharField(max_length=2, validators=[validate_country_code]),
+        blank=True,
+        default=list,
+    )
+    allowed_devices = _choice_list(DeviceType)
+    allowed_os = _choice_list(OsFamily)
+    attribution_window_days = models.PositiveSmallIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(365)]
+    )
+    hold_days = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(365)],
+        help_text="Commissions stay pending this many days after the conversion before they can "
+        "be paid out (the advertiser's scrub window).",
+    )
+    # Lead quality, first cut (see apps.quality).
+    min_seconds_to_convert = models.PositiveIntegerField(
+        default=10, help_text="A conversion sooner than this after its click is suspicious."
+    )
+    quality_threshold = models.PositiveSmallIntegerField(
+        default=50,
+        validators=[MaxValueValidator(100)],
+        help_text="Conversions scoring below this are held as pending instead of approved.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    def clean(self) -> None:
+        if self.fallback_offer_id is not None:
+            if self.pk is not None and self.fallback_offer_id == self.pk:
+                raise ValidationError({"fallback_offer": "An offer cannot be its own fallback."})
+            fallback = Offer.objects.filter(pk=self.fallback_offer_id).first()
+            if fallback is None or fallback.advertiser_id != self.advertiser_id:
+                raise ValidationError(
+                    {"fallback_offer": "The fallback offer must belong to the same advertiser."}
+                )
+        host = urlsplit(self.destination_url).netloc if self.destination_url else ""
+        if "{" in host or "}" in host:
+            # A macro in the host would let whoever fills it choose where clicks go.
+            raise ValidationError({"destination_url": "Macros may not be used in the host."})
+        for field in ("destination_url", "fallback_url"):
+            value = getattr(self, field)
+            if value and any(ch.isspace() for ch in value):
+                raise ValidationError({field: "A URL may not contain white space."})
+
+
+class Goal(models.Model):
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="goals")
+    code = models.SlugField(max_length=50, help_text="What the advertiser sends as `goal`.")
+    name = models.CharField(max_length=100)
+    payout_type = models.CharField(
+        max_length=10, choices=PayoutType.choices, default=PayoutType.FIXED
+    )
+    payout = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Paid to the affiliate: an amount, or a percent of the sale amount.",
+    )
+    revenue = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Charged to the advertiser: an amount, or a percent of the sale amount.",
+    )
+    default_status = models.CharField(
+        max_length=10,
+        choices=[(s.value, s.label) for s in ConversionStatus if s != ConversionStatus.REVERSED],
+        default=ConversionStatus.APPROVED,
+    )
+    is_default = models.BooleanField(default=False, help_text="Used when a postback names no goal.")
+
+    class Meta:
+        ordering = ["offer_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["offer", "code"], name="goal_code_unique_per_offer"),
+            models.UniqueConstraint(
+                fields=["offer"],
+                condition=models.Q(is_default=True),
+                name="goal_one_default_per_offer",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(payout__gte=0) & models.Q(revenue__gte=0),
+                name="goal_amounts_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.offer_id}:{self.code}"
+
+
+class AccessStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class OfferAccess(models.Model):
+    """An affiliate's standing on an offer: applied (pending), approved or rejected."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="accesses")
+    affiliate = models.ForeignKey(
+        "partners.Affiliate", on_delete=models.CASCADE, related_name="offer_accesses"
+    )
+    status = models.CharField(
+        max_length=10, choices=AccessStatus.choices, default=AccessStatus.PENDING
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "offer accesses"
+        constraints = [
+            models.UniqueConstraint(fields=["offer", "affiliate"], name="offer_access_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"offer {self.offer_id} x affiliate {self.affiliate_id}: {self.status}"
+
+
+class CapMetric(models.TextChoices):
+    CLICKS = "clicks", "Clicks"
+    CONVERSIONS = "conversions", "Conversions"
+
+
+class CapPeriod(models.TextChoices):
+    DAY = "day", "Day"
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+    TOTAL = "total", "Total"
+
+
+class OfferCap(models.Model):
+    """A limit on clicks or conversions per period, for the offer, one affiliate on it, or a goal.
+
+    Counted in real time in Redis (in the offer's timezone) and reconciled with PostgreSQL.
+    """
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="caps")
+    affiliate = models.ForeignKey(
+        "partners.Affiliate",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Empty: the cap is for all affiliates together.",
+    )
+    goal = models.ForeignKey(
+        Goal,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="caps",
+        help_text="Conversion caps only: count this goal alone.",
+    )
+    metric = models.CharField(max_length=12, choices=CapMetric.choices)
+    period = models.CharField(max_length=8, choices=CapPeriod.choices)
+    limit = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(goal__isnull=True) | models.Q(metric="conversions"),
+                name="offer_cap_goal_only_for_conversions",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"aff {self.affiliate_id}" if self.affiliate_id else "all affiliates"
+        return f"{self.limit} {self.metric}/{self.period} ({scope})"
+
+    def clean(self) -> None:
+        if self.goal_id is None:
+            return
+        if Goal.objects.filter(pk=self.goal_id).values_list("offer_id", flat=True).first() != (
+            self.offer_id
+        ):
+            raise ValidationError({"goal": "The goal must belong to this offer."})
+        if self.metric != CapMetric.CONVERSIONS:
+            raise ValidationError({"goal": "Only conversion caps can count one goal."})

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from apps.offers.models import (
+    AccessStatus,
+    Goal,
+    Offer,
+    OfferAccess,
+    OfferStatus,
+    OfferVisibility,
+)
+from apps.partners.models import Affiliate, AffiliateStatus
+
+
+def _runnable_filter(affiliate_id: int) -> Q:
+    """Offers an affiliate may send traffic to: public ones unless rejected, others if approved."""
+    approved = OfferAccess.objects.filter(
+        offer=OuterRef("pk"), affiliate_id=affiliate_id, status=AccessStatus.APPROVED
+    )
+    rejected = OfferAccess.objects.filter(
+        offer=OuterRef("pk"), affiliate_id=affiliate_id, status=AccessStatus.REJECTED
+    )
+    return (Q(visibility=OfferVisibility.PUBLIC) & ~Exists(rejected)) | Exists(approved)
+
+
+def offer_list_for_affiliate(*, affiliate: Affiliate) -> QuerySet[Offer]:
+    """Active offers this affiliate may run, with their goals; none unless the affiliate is active
+    (the same rule as offer_runnable_by, so no link is handed out that /click would refuse)."""
+    if affiliate.status != AffiliateStatus.ACTIVE:
+        return Offer.objects.none()
+    return (
+        Offer.objects.filter(status=OfferStatus.ACTIVE)
+        .filter(_runnable_filter(affiliate.pk))
+        .prefetch_related("goals")
+        .order_by("id")
+    )
+
+
+def offer_runnable_by(*, offer: Offer, affiliate: Affiliate) -> bool:
+    if offer.status != OfferStatus.ACTIVE or affiliate.status != AffiliateStatus.ACTIVE:
+        return False
+    return Offer.objects.filter(pk=offer.pk).filter(_runnable_filter(affiliate.pk)).exists()
+
+
+def offer_list_for_advertiser(*, advertiser_id: int) -> QuerySet[Offer]:
+    return Offer.objects.filter(advertiser_id=advertiser_id).prefetch_related("goals")
+
+
+def goal_for_code(*, offer: Offer, code: str | None) -> Goal | None:
+    """The goal a postback names, or the offer's default goal when it names none."""
+    goals = Goal.objects.filter(offer=offer)
+    if code:
+        return goals.filter(code=code).first()
+    return goals.filter(is_default=True).first()
+
+
+def tracking_link(*, offer_id: int, affiliate_id: int) -> str:
+    base = settings.TRACKING_BASE_URL.rstrip("/")
+    return f"{base}/click?{urlencode({'offer_id': offer_id, 'aff_id': affiliate_id})}"

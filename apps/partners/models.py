@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import zoneinfo
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone")
+
+
+class AffiliateStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PENDING = "pending", "Pending approval"
+    SUSPENDED = "suspended", "Suspended"
+
+
+class BillingPeriod(models.TextChoices):
+    WEEKLY = "weekly", "Weekly (Monday to Sunday)"
+    BIWEEKLY = "biweekly", "Every two weeks"
+    MONTHLY = "monthly", "Monthly"
+
+
+class Affiliate(models.Model):
+    name = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=16, choices=AffiliateStatus.choices, default=AffiliateStatus.PENDING
+    )
+    referrer = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="referrals"
+    )
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    billing_period = models.CharField(
+        max_length=10, choices=BillingPeriod.choices, default=BillingPeriod.MONTHLY
+    )
+    minimum_payout = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Statements below this roll over. Empty: the network's default for the "
+        "statement's currency (COMMISSIONS_MINIMUM_PAYOUT).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+
+class AffiliatePostback(models.Model):
+    """A URL of the affiliate's own tracker that we call when one of its conversions happens.
+
+    Scope: every offer (offer empty), one offer, or one goal of one offer.
+    """
+
+    affiliate = models.ForeignKey(Affiliate, on_delete=models.CASCADE, related_name="postbacks")
+    offer = models.ForeignKey(
+        "offers.Offer", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    goal = models.ForeignKey(
+        "offers.Goal", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    url = models.URLField(max_length=2000, help_text="Macros: {click_id}, {payout}, {goal}, …")
+    fire_on_pending = models.BooleanField(
+        default=False, help_text="Also fire for pending conversions, not only approved ones."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(goal__isnull=True) | models.Q(offer__isnull=False),
+                name="affiliate_postback_goal_needs_offer",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.url[:80]

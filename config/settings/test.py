@@ -1,0 +1,20 @@
+"""Test settings: the real PostgreSQL and Redis, on a database and Redis db of their own."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import REDIS_URL, env
+
+
+def _redis_db(url: str, db: int) -> str:
+    base, _, tail = url.rpartition("/")
+    return f"{base}/{db}" if tail.isdigit() else f"{url.rstrip('/')}/{db}"
+
+
+# A separate Redis db, so tests never touch (or are touched by) a running dev worker's queue.
+REDIS_URL = env("TEST_REDIS_URL", default=_redis_db(REDIS_URL, 15))
+CELERY_BROKER_URL = REDIS_URL
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user fixtures
+TRACKING_BASE_URL = "http://testserver"

@@ -1,0 +1,138 @@
+"""Daily partitions of tracking_click: made ahead, dropped after retention, one touched per
+lookup by click id."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from django.db import connection
+
+from apps.tracking import click_store
+from apps.tracking.click_ids import click_id_new
+from apps.tracking.partitions import (
+    DEFAULT_PARTITION,
+    partition_ensure,
+    partition_name,
+    partitions_list,
+    partitions_maintain,
+)
+from tests.pipeline.conftest import click_url, drain
+
+pytestmark = pytest.mark.django_db
+
+TODAY = datetime.now(UTC).date()
+
+
+def _store_click_at(day: date, *, offer_id: int = 1, affiliate_id: int = 2) -> str:
+    moment = datetime.combine(day, time(12, 0), tzinfo=UTC)
+    click_id = click_id_new(moment)
+    inserted = click_store.clicks_insert(
+        [
+            {
+                "click_id": click_id,
+                "offer_id": offer_id,
+                "affiliate_id": affiliate_id,
+                "created_at": moment.isoformat(),
+            }
+        ]
+    )
+    assert inserted == 1
+    return click_id
+
+
+def _where(click_id: str) -> str | None:
+    """The partition a click's row lives in."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tableoid::regclass::text FROM tracking_click WHERE click_id = %s", [click_id]
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def test_maintain_creates_the_days_ahead_and_drops_what_retention_lets_go():
+    before = set(partitions_list())
+    partition_ensure(TODAY - timedelta(days=31))  # wholly before the 30-day retention
+    partition_ensure(TODAY - timedelta(days=30))  # its last day: kept
+    old_click = _store_click_at(TODAY - timedelta(days=31))
+    kept_click = _store_click_at(TODAY - timedelta(days=30))
+    assert _where(old_click) == partition_name(TODAY - timedelta(days=31))
+
+    ahead = {TODAY + timedelta(days=n) for n in range(-1, 11)}
+    result = partitions_maintain(today=TODAY, days_ahead=10, retention_days=30)
+
+    assert result == {"created": len(ahead - before), "dropped": 1, "purged": 0}
+    assert set(partitions_list()) == before | ahead | {TODAY - timedelta(days=30)}
+    assert (_where(old_click), _where(kept_click)) == (
+        None,
+        partition_name(TODAY - timedelta(days=30)),
+    )
+    # Run again: nothing to do.
+    assert partitions_maintain(today=TODAY, days_ahead=10, retention_days=30) == {
+        "created": 0,
+        "dropped": 0,
+        "purged": 0,
+    }
+
+
+def test_the_task_entry_point_uses_the_settings(settings):
+    settings.CLICK_PARTITIONS_AHEAD_DAYS = 12
+    from apps.tracking.tasks import maintain_partitions
+
+    maintain_partitions()
+    assert TODAY + timedelta(days=12) in partitions_list()
+    assert TODAY + timedelta(days=13) not in partitions_list()
+
+
+def test_clicks_without_a_daily_partition_land_in_the_default_one_and_move_later():
+    day = TODAY + timedelta(days=40)
+    click_id = _store_click_at(day)
+    assert _where(click_id) == DEFAULT_PARTITION
+
+    partition_ensure(day)  # PostgreSQL alone would refuse: the default partition has its rows
+    assert _where(click_id) == partition_name(day)
+    # The moved-into partition carries the table's unique key: a replay adds nothing.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT created_at FROM tracking_click WHERE click_id = %s", [click_id])
+        created_at = cursor.fetchone()[0]
+    assert (
+        click_store.clicks_insert(
+            [{"click_id": click_id, "offer_id": 1, "affiliate_id": 2, "created_at": created_at}]
+        )
+        == 0
+    )
+    partition_ensure(day)  # and again: nothing happens
+    assert _where(click_id) == partition_name(day)
+
+
+def test_retention_also_clears_old_rows_from_the_default_partition():
+    old = _store_click_at(TODAY - timedelta(days=100))
+    recent = _store_click_at(TODAY - timedelta(days=20))
+    assert {_where(old), _where(recent)} == {DEFAULT_PARTITION}
+    result = partitions_maintain(today=TODAY, days_ahead=1, retention_days=30)
+    assert result["purged"] == 1
+    assert (_where(old), _where(recent)) == (None, DEFAULT_PARTITION)
+
+
+def test_a_lookup_by_click_id_reads_one_partition(
+    browser, offer, affiliate, django_assert_num_queries
+):
+    partition_ensure(TODAY)
+    click_id = (
+        browser.get(click_url(offer_id=offer.pk, aff_id=affiliate.pk)).cookies["ocpa_cid"].value
+    )
+    drain()
+    with django_assert_num_queries(1) as captured:
+        click = click_store.click_get(click_id=click_id)
+    assert (click.click_id, click.offer_id, click.offer.advertiser_id) == (
+        click_id,
+        offer.pk,
+        offer.advertiser_id,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + captured.captured_queries[0]["sql"])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # Pruned by the second the click id carries: today's partition, through its unique index.
+    assert re.findall(r" on (tracking_click\w*)", plan) == [partition_name(TODAY)]
