@@ -30,6 +30,19 @@ class Advertiser(models.Model):
     require_token = models.BooleanField(
         default=True, help_text="Refuse postbacks without the advertiser's token."
     )
+    # Optional HMAC-signed postbacks: the shared secret is stored encrypted (apps.common.crypto),
+    # as we must compute the signature ourselves to check it.
+    signing_secret_encrypted = models.TextField(blank=True, editable=False)
+    signing_secret_prefix = models.CharField(max_length=16, blank=True, editable=False)
+    require_signature = models.BooleanField(
+        default=False,
+        help_text="Refuse postbacks without a valid HMAC signature (X-OpenCPA-Signature).",
+    )
+    scrub_window_days = models.PositiveSmallIntegerField(
+        default=30,
+        help_text="How many days after a conversion the advertiser may reject (scrub) it "
+        "themselves; 0: never.",
+    )
     ip_allowlist = ArrayField(
         models.CharField(max_length=64, validators=[validate_cidr]),
         blank=True,

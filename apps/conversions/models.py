@@ -7,13 +7,24 @@ from apps.offers.models import ConversionStatus
 from apps.tracking.models import Click
 
 
+class ConversionMethod(models.TextChoices):
+    """How the advertiser reported the conversion."""
+
+    POSTBACK = "postback", "Server postback"
+    PIXEL = "pixel", "Image pixel"
+    IFRAME = "iframe", "Iframe pixel"
+    JS = "js", "JavaScript tag"
+    COUPON = "coupon", "Coupon code"
+
+
 class Conversion(models.Model):
     """An attributed conversion. Its id is the public conversion_id."""
 
     # What the conversion keeps of its click, forever (click partitions are dropped after the
     # retention period).
-    click_id = models.CharField(max_length=32)
-    click_created_at = models.DateTimeField()
+    # Empty, with no click time, for a conversion attributed by coupon code.
+    click_id = models.CharField(max_length=32, blank=True)
+    click_created_at = models.DateTimeField(null=True, blank=True)
     click_ip = models.GenericIPAddressField(null=True, blank=True)
     click_country = models.CharField(max_length=2, blank=True)
     click_is_bot = models.BooleanField(default=False)
@@ -55,6 +66,14 @@ class Conversion(models.Model):
     adv3 = models.CharField(max_length=255, blank=True)
     adv4 = models.CharField(max_length=255, blank=True)
     adv5 = models.CharField(max_length=255, blank=True)
+    method = models.CharField(
+        max_length=10, choices=ConversionMethod.choices, default=ConversionMethod.POSTBACK
+    )
+    coupon_code = models.CharField(max_length=64, blank=True)
+    # Copied from the goal when recorded: a goal that converts once per click (not repeatable)
+    # is held to that by a partial unique index, whatever the order id.
+    goal_once = models.BooleanField(default=False, editable=False)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -63,6 +82,11 @@ class Conversion(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["click_id", "goal", "order_id"], name="conversion_unique_click_goal_order"
+            ),
+            models.UniqueConstraint(
+                fields=["click_id", "goal"],
+                condition=models.Q(goal_once=True) & ~models.Q(click_id=""),
+                name="conversion_once_per_click_goal",
             ),
             models.CheckConstraint(
                 condition=models.Q(quality_score__gte=0) & models.Q(quality_score__lte=100),
@@ -80,6 +104,7 @@ class Conversion(models.Model):
             models.Index(
                 fields=["offer", "click_ip", "created_at"], name="conv_offer_click_ip_time"
             ),
+            models.Index(fields=["order_id"], name="conv_order_id"),
         ]
 
     def __str__(self) -> str:
@@ -91,6 +116,40 @@ class Conversion(models.Model):
         from apps.tracking.click_store import click_get  # noqa: PLC0415 - tracking imports us
 
         return click_get(click_id=self.click_id)
+
+
+class StatusChangeSource(models.TextChoices):
+    POSTBACK = "postback", "Advertiser postback"
+    REVERSAL_POSTBACK = "reversal_postback", "Reversal postback"
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    SCRUB = "scrub", "Advertiser scrub"
+    RECONCILIATION = "reconciliation", "Reconciliation upload"
+    QUALITY_REVIEW = "quality_review", "Quality review"
+    QUALITY_RESCORE = "quality_rescore", "Quality re-score"
+
+
+class ConversionStatusChange(models.Model):
+    """Who moved a conversion from one status to another, when and why. Append-only."""
+
+    conversion = models.ForeignKey(
+        Conversion, on_delete=models.CASCADE, related_name="status_changes"
+    )
+    old_status = models.CharField(max_length=10, choices=ConversionStatus.choices)
+    new_status = models.CharField(max_length=10, choices=ConversionStatus.choices)
+    source = models.CharField(max_length=20, choices=StatusChangeSource.choices)
+    user = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["conversion_id", "id"]
+        indexes = [models.Index(fields=["conversion", "created_at"], name="status_change_conv")]
+
+    def __str__(self) -> str:
+        return f"{self.old_status} -> {self.new_status} ({self.source})"
 
 
 class PostbackResult(models.TextChoices):
@@ -112,8 +171,12 @@ class InboundPostbackLog(models.Model):
     advertiser = models.ForeignKey(
         "advertisers.Advertiser", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    result = models.CharField(max_length=10, choices=PostbackResult.choices)
-    reason = models.CharField(max_length=64, blank=True)
+    headers = models.JSONField(
+        default=dict, blank=True, help_text="The request's relevant headers, secrets masked."
+    )
+    body = models.TextField(blank=True, help_text="The raw body, truncated, secrets masked.")
+    result = models.CharField(max_length=10, choices=PostbackResult.choices, db_index=True)
+    reason = models.CharField(max_length=64, blank=True, db_index=True)
     http_status = models.PositiveSmallIntegerField()
     conversion = models.ForeignKey(
         Conversion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -121,15 +184,70 @@ class InboundPostbackLog(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["advertiser", "created_at"], name="inbound_log_adv_time")]
 
     def __str__(self) -> str:
         return f"{self.result} {self.reason} ({self.created_at:%Y-%m-%d %H:%M:%S})"
 
 
-class OutboundPostbackDelivery(models.Model):
-    """One attempt to call an affiliate's postback URL for a conversion."""
+class OutboxState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Gave up"
+    CANCELLED = "cancelled", "Cancelled"
 
-    conversion = models.ForeignKey(Conversion, on_delete=models.CASCADE, related_name="deliveries")
+
+class PostbackOutbox(models.Model):
+    """One affiliate postback to deliver for one conversion event (conversion x postback x the
+    status it reports). Written in the transaction that changes the conversion, so it survives
+    a Redis or worker crash; a beat job claims due rows and delivers them."""
+
+    conversion = models.ForeignKey(Conversion, on_delete=models.CASCADE, related_name="outbox")
+    postback = models.ForeignKey(
+        "partners.AffiliatePostback", on_delete=models.CASCADE, related_name="outbox"
+    )
+    conversion_status = models.CharField(max_length=10, choices=ConversionStatus.choices)
+    state = models.CharField(
+        max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "postback outbox"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversion", "postback", "conversion_status"], name="outbox_one_per_event"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(state="pending"),
+                name="outbox_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"outbox {self.pk} ({self.state})"
+
+
+class OutboundPostbackDelivery(models.Model):
+    """One attempt to call an affiliate's postback URL for a conversion (or a test fire)."""
+
+    conversion = models.ForeignKey(
+        Conversion, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    outbox = models.ForeignKey(
+        PostbackOutbox, null=True, blank=True, on_delete=models.CASCADE, related_name="attempts_log"
+    )
+    is_test = models.BooleanField(default=False)
+    http_method = models.CharField(max_length=4, default="GET")
     postback = models.ForeignKey(
         "partners.AffiliatePostback", null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -157,3 +275,31 @@ class OutboundPostbackDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"delivery {self.pk} ({'ok' if self.succeeded else 'failed'})"
+
+
+class ReconciliationRun(models.Model):
+    """An advertiser's CSV compared with our conversions: the report, and whether the
+    advertiser's statuses were applied."""
+
+    advertiser = models.ForeignKey(
+        "advertisers.Advertiser", on_delete=models.CASCADE, related_name="reconciliations"
+    )
+    created_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    file_name = models.CharField(max_length=255, blank=True)
+    date_from = models.DateField(null=True, blank=True)
+    date_to = models.DateField(null=True, blank=True)
+    summary = models.JSONField(default=dict)
+    report = models.JSONField(default=list, help_text="One row per difference found.")
+    applied_at = models.DateTimeField(null=True, blank=True)
+    applied_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"reconciliation {self.pk} ({self.file_name})"

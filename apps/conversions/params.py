@@ -27,6 +27,9 @@ POSTBACK_ALIASES: dict[str, tuple[str, ...]] = {
     # Lead data, when the advertiser sends it: only scored and hashed, never stored raw.
     "email": ("email", "lead_email"),
     "phone": ("phone", "lead_phone"),
+    # Coupon-code attribution (no click): the code, and the offer when a code is on several.
+    "coupon_code": ("coupon_code", "coupon"),
+    "offer_id": ("offer_id", "oid"),
 }
 # Longest value kept per field; longer identifiers are refused rather than cut (a cut id could
 # collide with another), longer free text is cut.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -13,24 +13,38 @@ import redis
 from django.db import IntegrityError, transaction
 
 from apps.accounts.services import secret_matches
-from apps.commissions.tasks import accrue_for_conversion
+from apps.advertisers.models import Advertiser
+from apps.advertisers.signing import SignatureRejected, advertiser_signature_check
 from apps.common.errors import DomainError
-from apps.common.money import InvalidAmount, amount_parse, money_round
+from apps.common.money import InvalidAmount, amount_parse
 from apps.common.net import ip_in_allowlist, ip_parse
 from apps.common.redis import redis_client
 from apps.common.text import text_clean
-from apps.conversions.models import Conversion, InboundPostbackLog, PostbackResult
+from apps.conversions import side_effects
+from apps.conversions.models import (
+    Conversion,
+    ConversionMethod,
+    InboundPostbackLog,
+    PostbackResult,
+    StatusChangeSource,
+)
 from apps.conversions.params import (
     MAX_ID_LENGTH,
     STATUS_ALIASES,
     params_for_log,
     postback_params_parse,
 )
-from apps.conversions.tasks import fire_affiliate_postbacks
+from apps.conversions.status import conversion_status_change, status_move_allowed
 from apps.offers.caps import cap_counter_key
-from apps.offers.models import CapMetric, ConversionStatus, Goal, PayoutType
-from apps.offers.selectors import goal_for_code
-from apps.quality.services import quality_fingerprint_record, quality_score, quality_status
+from apps.offers.models import CapMetric, ConversionStatus, CouponCode, Goal
+from apps.offers.pricing import AmountRequired, payout_rule, revenue_rule
+from apps.offers.selectors import custom_payout_for, goal_for_code
+from apps.quality.selectors import quality_profile_for_offer
+from apps.quality.services import (
+    quality_fingerprint_record,
+    quality_score,
+    quality_status,
+)
 from apps.tracking import catalog, click_store
 from apps.tracking.enrichment import country_for_ip
 from apps.tracking.models import Click
@@ -50,6 +64,18 @@ class PostbackRejected(DomainError):
 
 
 @dataclass(frozen=True)
+class InboundRequest:
+    """The HTTP request a postback came in, as the security checks need it (HMAC signatures are
+    computed over the raw request, not over parsed parameters)."""
+
+    method: str = "GET"
+    path: str = "/postback"
+    query_string: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
 class PostbackDecision:
     result: PostbackResult
     http_status: int
@@ -66,25 +92,36 @@ class PostbackDecision:
         }
 
 
-def _advertiser_authenticate(*, click: Click, token: str, ip: str | None) -> None:
-    advertiser = click.offer.advertiser
+def _advertiser_authenticate(
+    *,
+    advertiser: Advertiser,
+    token: str,
+    ip: str | None,
+    request: InboundRequest | None,
+    now: datetime,
+) -> None:
     if advertiser.ip_allowlist and not ip_in_allowlist(ip, advertiser.ip_allowlist):
         raise PostbackRejected("ip_not_allowed", http_status=403)
+    request = request or InboundRequest()
+    try:
+        signed = advertiser_signature_check(
+            advertiser=advertiser,
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string,
+            headers=request.headers,
+            body=request.body,
+            now=now,
+        )
+    except SignatureRejected as rejected:
+        raise PostbackRejected(rejected.code, http_status=403) from rejected
+    if signed and not token:
+        return  # a valid signature proves the sender better than a token would
     if advertiser.require_token or token:
         if not advertiser.postback_token_hash or not token:
             raise PostbackRejected("bad_token", http_status=403)
         if not secret_matches(token, advertiser.postback_token_hash):
             raise PostbackRejected("bad_token", http_status=403)
-
-
-def _amount_for(
-    *, goal: Goal, rate: Decimal, sale_amount: Decimal | None, currency: str
-) -> Decimal:
-    if goal.payout_type == PayoutType.PERCENT:
-        if sale_amount is None:
-            raise PostbackRejected("amount_required")
-        return money_round(sale_amount * rate / Decimal(100), currency)
-    return money_round(rate, currency)
 
 
 def _status_for(*, raw: str, goal: Goal) -> ConversionStatus:
@@ -143,15 +180,19 @@ def _conversion_caps_exceeded(conversion: Conversion, *, now: datetime) -> bool:
     return any(count > rule.limit for count, rule in zip(counts, rules, strict=True))
 
 
-def conversion_record(
-    *, params: Mapping[str, str], request_ip: str | None, now: datetime
-) -> tuple[Conversion, bool]:
-    """Record the conversion a postback reports. Returns (conversion, created).
+@dataclass(frozen=True)
+class Attribution:
+    """Who gets the conversion: a click, or a coupon code's affiliate (then `click` is a stand-in
+    with no id and no time, carrying the offer and affiliate)."""
 
-    A retry of the same postback (same click, goal and order id) returns the first conversion and
-    created=False; the database's unique constraint decides, so concurrent retries are safe.
-    """
+    click: Click
+    coupon_code: str = ""
+
+
+def _attribute(params: Mapping[str, str]) -> Attribution:
     click_id = params["click_id"]
+    if not click_id and params["coupon_code"]:
+        return _attribute_coupon(code=params["coupon_code"], offer_id=params["offer_id"])
     if not click_id:
         raise PostbackRejected("missing_click_id")
     if not _token_like(click_id):
@@ -159,9 +200,115 @@ def conversion_record(
     click = click_store.click_get(click_id=click_id)
     if click is None:
         raise PostbackRejected("unknown_click", http_status=404)
-    _advertiser_authenticate(click=click, token=params["token"], ip=request_ip)
+    return Attribution(click=click)
+
+
+def _attribute_coupon(*, code: str, offer_id: str) -> Attribution:
+    normalised = code.strip().upper()
+    if len(normalised) > 64:
+        raise PostbackRejected("unknown_coupon", http_status=404)
+    coupons = CouponCode.objects.select_related("offer__advertiser").filter(
+        code=normalised, is_active=True
+    )
+    if offer_id:
+        if not offer_id.isdigit() or len(offer_id) > 12:
+            raise PostbackRejected("unknown_coupon", http_status=404)
+        coupons = coupons.filter(offer_id=int(offer_id))
+    found = list(coupons[:2])
+    if not found:
+        raise PostbackRejected("unknown_coupon", http_status=404)
+    if len(found) > 1:
+        # The same code on two offers: the advertiser must say which (offer_id).
+        raise PostbackRejected("ambiguous_coupon", http_status=409)
+    coupon = found[0]
+    stand_in = Click(  # type: ignore[misc]  # no click, so no click time (created_at)
+        click_id="",
+        offer=coupon.offer,
+        affiliate_id=coupon.affiliate_id,
+        created_at=None,
+        ip=None,
+        country="",
+        user_agent="",
+    )
+    return Attribution(click=stand_in, coupon_code=coupon.code)
+
+
+def _repeat_postback(
+    existing: Conversion,
+    *,
+    sale_amount: Decimal | None,
+    raw_status: str,
+    now: datetime,
+) -> tuple[Conversion, bool]:
+    """The same conversion reported again (a retry, or the advertiser updating its status).
+
+    A different amount for the same order is a conflict: refused, the original stands. An explicit
+    status may move a pending conversion forward (Affise-style status updates), unless the quality
+    engine holds it for review; anything else is a plain duplicate with the same answer."""
+    if sale_amount is not None and existing.sale_amount != sale_amount:
+        raise PostbackRejected("order_conflict", http_status=409)
+    wanted = STATUS_ALIASES.get(raw_status.lower()) if raw_status else None
+    if (
+        wanted is not None
+        and existing.status == ConversionStatus.PENDING
+        and status_move_allowed(old=existing.status, new=wanted, source=StatusChangeSource.POSTBACK)
+    ):
+        profile = quality_profile_for_offer(offer=existing.offer)
+        wanted = quality_status(status=wanted, action=profile.action_for(existing.quality_score))
+        if wanted != existing.status:
+            existing, _ = conversion_status_change(
+                conversion_id=existing.pk,
+                new_status=wanted,
+                source=StatusChangeSource.POSTBACK,
+                now=now,
+                reason="status sent again by the advertiser's postback",
+            )
+    return existing, False
+
+
+def _goal_rules_check(*, goal: Goal, click_id: str) -> None:
+    """A goal converts once per click unless it is repeatable, and only after the goal it
+    requires (a sale after its lead, an upsell after its sale)."""
+    if not click_id:
+        return
+    same_click = Conversion.objects.filter(click_id=click_id)
+    if not goal.is_repeatable and same_click.filter(goal=goal).exists():
+        raise PostbackRejected("goal_already_converted", http_status=409)
+    if goal.requires_goal_id is not None and not (
+        same_click.filter(
+            goal_id=goal.requires_goal_id,
+            status__in=[ConversionStatus.APPROVED, ConversionStatus.PENDING],
+        ).exists()
+    ):
+        raise PostbackRejected("required_goal_missing", http_status=409)
+
+
+def conversion_record(
+    *,
+    params: Mapping[str, str],
+    request_ip: str | None,
+    now: datetime,
+    request: InboundRequest | None = None,
+    via: ConversionMethod = ConversionMethod.POSTBACK,
+) -> tuple[Conversion, bool]:
+    """Record the conversion a postback reports. Returns (conversion, created).
+
+    A retry of the same postback (same click, goal and order id) returns the first conversion and
+    created=False; the database's unique constraints decide, so concurrent retries are safe.
+    """
+    attribution = _attribute(params)
+    click = attribution.click
     offer = click.offer
-    if now - click.created_at > timedelta(days=offer.attribution_window_days):
+    _advertiser_authenticate(
+        advertiser=offer.advertiser,
+        token=params["token"],
+        ip=request_ip,
+        request=request,
+        now=now,
+    )
+    if click.created_at is not None and now - click.created_at > timedelta(
+        days=offer.attribution_window_days
+    ):
         raise PostbackRejected("outside_attribution_window")
     if params["goal"] and not _token_like(params["goal"]):
         raise PostbackRejected("unknown_goal")
@@ -171,6 +318,9 @@ def conversion_record(
     order_id = params["order_id"]
     if len(order_id) > MAX_ID_LENGTH or "\x00" in order_id:
         raise PostbackRejected("invalid_order_id")
+    if attribution.coupon_code and not order_id:
+        # Without a click, the order id is the only de-duplication key.
+        raise PostbackRejected("order_id_required")
     sale_amount = None
     if params["amount"]:
         try:
@@ -178,12 +328,26 @@ def conversion_record(
         except InvalidAmount as exc:
             raise PostbackRejected("invalid_amount") from exc
     status = _status_for(raw=params["status"], goal=goal)
-    payout = _amount_for(
-        goal=goal, rate=goal.payout, sale_amount=sale_amount, currency=offer.currency
+
+    existing = (
+        Conversion.objects.select_related("offer")
+        .filter(click_id=click.click_id, goal=goal, order_id=order_id)
+        .first()
     )
-    revenue = _amount_for(
-        goal=goal, rate=goal.revenue, sale_amount=sale_amount, currency=offer.currency
+    if existing is not None:
+        return _repeat_postback(
+            existing, sale_amount=sale_amount, raw_status=params["status"], now=now
+        )
+    _goal_rules_check(goal=goal, click_id=click.click_id)
+
+    custom = custom_payout_for(
+        offer_id=offer.pk, affiliate_id=click.affiliate_id, goal_id=goal.pk, country=click.country
     )
+    try:
+        payout = payout_rule(goal, custom).apply(sale_amount=sale_amount, currency=offer.currency)
+        revenue = revenue_rule(goal).apply(sale_amount=sale_amount, currency=offer.currency)
+    except AmountRequired as exc:
+        raise PostbackRejected("amount_required") from exc
     parsed_ip = ip_parse(params["ip"])
     shopper_ip = str(parsed_ip) if parsed_ip else None
     country = country_for_ip(shopper_ip)
@@ -200,16 +364,14 @@ def conversion_record(
     # The score's band may hold (pending, not silently paid) or reject; it never approves.
     status = quality_status(status=status, action=quality.action)
 
-    existing = Conversion.objects.filter(click_id=click_id, goal=goal, order_id=order_id).first()
-    if existing is not None:
-        return existing, False
     try:
         with transaction.atomic():
             conversion = Conversion.objects.create(
-                **_click_snapshot(click),
+                **(_click_snapshot(click) if click.click_id else {}),
                 offer=offer,
                 affiliate_id=click.affiliate_id,
                 goal=goal,
+                goal_once=not goal.is_repeatable,
                 order_id=order_id,
                 status=status,
                 currency=offer.currency,
@@ -227,36 +389,47 @@ def conversion_record(
                 adv3=params["adv3"],
                 adv4=params["adv4"],
                 adv5=params["adv5"],
+                method=ConversionMethod.COUPON if attribution.coupon_code else via,
+                coupon_code=attribution.coupon_code,
                 created_at=now,
             )
             quality_fingerprint_record(conversion=conversion, result=quality)
             if _conversion_caps_exceeded(conversion, now=now):
                 conversion.is_over_cap = True
                 conversion.save(update_fields=["is_over_cap"])
-            transaction.on_commit(lambda: conversion_side_effects_enqueue(conversion.pk))
+            side_effects.conversion_changed(conversion)
     except IntegrityError:
         # A concurrent retry of the same postback won the race: answer with its conversion.
-        return Conversion.objects.get(click_id=click_id, goal=goal, order_id=order_id), False
+        # No conversion for this order id means another order took the goal's one conversion.
+        existing = (
+            Conversion.objects.select_related("offer")
+            .filter(click_id=click.click_id, goal=goal, order_id=order_id)
+            .first()
+        )
+        if existing is None:
+            raise PostbackRejected("goal_already_converted", http_status=409) from None
+        return _repeat_postback(
+            existing, sale_amount=sale_amount, raw_status=params["status"], now=now
+        )
     return conversion, True
 
 
-def conversion_side_effects_enqueue(conversion_id: int) -> None:
-    """After commit: tell the affiliate and accrue the commission. A broker outage must not fail
-    the postback; the commission beat job catches up on anything missed here."""
-    for task in (fire_affiliate_postbacks, accrue_for_conversion):
-        try:
-            task.delay(conversion_id)
-        except Exception:
-            logger.exception("could not enqueue %s for conversion %s", task.name, conversion_id)
-
-
 def postback_process(
-    *, raw: Mapping[str, str], request_ip: str | None, method: str, path: str, now: datetime
+    *,
+    raw: Mapping[str, str],
+    request_ip: str | None,
+    method: str,
+    path: str,
+    now: datetime,
+    request: InboundRequest | None = None,
+    via: ConversionMethod = ConversionMethod.POSTBACK,
 ) -> PostbackDecision:
     """Handle one /postback call end to end and write it to the inbound log, whatever happens."""
     params = postback_params_parse(raw)
     try:
-        conversion, created = conversion_record(params=params, request_ip=request_ip, now=now)
+        conversion, created = conversion_record(
+            params=params, request_ip=request_ip, now=now, request=request, via=via
+        )
     except PostbackRejected as rejection:
         decision = PostbackDecision(
             PostbackResult.REJECTED, rejection.http_status, reason=rejection.code

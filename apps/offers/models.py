@@ -36,6 +36,7 @@ class ConversionStatus(models.TextChoices):
 class PayoutType(models.TextChoices):
     FIXED = "fixed", "Fixed amount"
     PERCENT = "percent", "Percent of sale amount"
+    BOTH = "both", "Fixed amount plus percent of sale amount"
 
 
 class DeviceType(models.TextChoices):
@@ -166,21 +167,57 @@ class Goal(models.Model):
     code = models.SlugField(max_length=50, help_text="What the advertiser sends as `goal`.")
     name = models.CharField(max_length=100)
     payout_type = models.CharField(
-        max_length=10, choices=PayoutType.choices, default=PayoutType.FIXED
+        max_length=10,
+        choices=PayoutType.choices,
+        default=PayoutType.FIXED,
+        help_text="How the affiliate's payout is computed.",
     )
     payout = models.DecimalField(
         max_digits=14,
         decimal_places=4,
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0"))],
-        help_text="Paid to the affiliate: an amount, or a percent of the sale amount.",
+        help_text="Paid to the affiliate: the fixed amount (fixed, both) or the percent (percent).",
+    )
+    payout_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
+        help_text="Payout type 'both': the percent of the sale amount added to the fixed payout.",
+    )
+    revenue_type = models.CharField(
+        max_length=10,
+        choices=PayoutType.choices,
+        default=PayoutType.FIXED,
+        help_text="How the advertiser's revenue is computed.",
     )
     revenue = models.DecimalField(
         max_digits=14,
         decimal_places=4,
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0"))],
-        help_text="Charged to the advertiser: an amount, or a percent of the sale amount.",
+        help_text="Charged to the advertiser: the fixed amount (fixed, both) or the percent.",
+    )
+    revenue_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
+        help_text="Revenue type 'both': the percent of the sale amount added to the fixed revenue.",
+    )
+    is_repeatable = models.BooleanField(
+        default=False,
+        help_text="May convert more than once per click (rebills, deposits), each with its own "
+        "order id. Otherwise a click converts on this goal once.",
+    )
+    requires_goal = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Only accepted after the same click converted on this earlier goal.",
     )
     default_status = models.CharField(
         max_length=10,
@@ -202,10 +239,22 @@ class Goal(models.Model):
                 condition=models.Q(payout__gte=0) & models.Q(revenue__gte=0),
                 name="goal_amounts_not_negative",
             ),
+            models.CheckConstraint(
+                condition=models.Q(payout_percent__gte=0) & models.Q(revenue_percent__gte=0),
+                name="goal_percents_not_negative",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.offer_id}:{self.code}"
+
+    def clean(self) -> None:
+        if self.requires_goal_id is not None:
+            required = Goal.objects.filter(pk=self.requires_goal_id).first()
+            if required is None or required.offer_id != self.offer_id:
+                raise ValidationError({"requires_goal": "Must be another goal of this offer."})
+            if self.pk is not None and required.pk == self.pk:
+                raise ValidationError({"requires_goal": "A goal cannot require itself."})
 
 
 class AccessStatus(models.TextChoices):
@@ -297,3 +346,96 @@ class OfferCap(models.Model):
             raise ValidationError({"goal": "The goal must belong to this offer."})
         if self.metric != CapMetric.CONVERSIONS:
             raise ValidationError({"goal": "Only conversion caps can count one goal."})
+
+
+class CustomPayout(models.Model):
+    """The affiliate's own payout on an offer, overriding the goal's: for one goal or all, and
+    for one country of the click or all. The most specific row wins (goal + country, goal,
+    country, offer)."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="custom_payouts")
+    affiliate = models.ForeignKey(
+        "partners.Affiliate", on_delete=models.CASCADE, related_name="custom_payouts"
+    )
+    goal = models.ForeignKey(
+        Goal,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="custom_payouts",
+        help_text="Empty: every goal of the offer.",
+    )
+    country = models.CharField(
+        max_length=2,
+        blank=True,
+        validators=[validate_country_code],
+        help_text="The click's country; empty: any country.",
+    )
+    payout_type = models.CharField(
+        max_length=10, choices=PayoutType.choices, default=PayoutType.FIXED
+    )
+    payout = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="The fixed amount (fixed, both) or the percent of the sale amount (percent).",
+    )
+    payout_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
+        help_text="Payout type 'both': the percent of the sale amount added to the fixed payout.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["offer", "affiliate", "goal", "country"],
+                nulls_distinct=False,
+                name="custom_payout_unique_scope",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(payout__gte=0) & models.Q(payout_percent__gte=0),
+                name="custom_payout_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"goal {self.goal_id}" if self.goal_id else "all goals"
+        return f"affiliate {self.affiliate_id} on offer {self.offer_id} ({scope} {self.country})"
+
+    def clean(self) -> None:
+        if (
+            self.goal_id is not None
+            and not Goal.objects.filter(pk=self.goal_id, offer_id=self.offer_id).exists()
+        ):
+            raise ValidationError({"goal": "The goal must belong to this offer."})
+
+
+class CouponCode(models.Model):
+    """A code assigned to an affiliate on an offer: a sale reported with it is attributed to the
+    affiliate without a click (influencers, podcasts, offline)."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="coupon_codes")
+    affiliate = models.ForeignKey(
+        "partners.Affiliate", on_delete=models.CASCADE, related_name="coupon_codes"
+    )
+    # Stored upper-case: shoppers type codes in any case.
+    code = models.CharField(max_length=64)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["offer", "code"], name="coupon_code_unique_per_offer"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.code = self.code.strip().upper()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from apps.offers.models import (
     AccessStatus,
+    CustomPayout,
     Goal,
     Offer,
     OfferAccess,
@@ -61,3 +62,21 @@ def goal_for_code(*, offer: Offer, code: str | None) -> Goal | None:
 def tracking_link(*, offer_id: int, affiliate_id: int) -> str:
     base = settings.TRACKING_BASE_URL.rstrip("/")
     return f"{base}/click?{urlencode({'offer_id': offer_id, 'aff_id': affiliate_id})}"
+
+
+def custom_payout_for(
+    *, offer_id: int, affiliate_id: int, goal_id: int, country: str
+) -> CustomPayout | None:
+    """The affiliate's own payout for this conversion, the most specific that applies: goal and
+    country, then goal, then country, then the whole offer."""
+    candidates = CustomPayout.objects.filter(
+        Q(goal_id=goal_id) | Q(goal__isnull=True),
+        Q(country=country) | Q(country=""),
+        offer_id=offer_id,
+        affiliate_id=affiliate_id,
+    )
+    return max(
+        candidates,
+        key=lambda row: (row.goal_id is not None, row.country != ""),
+        default=None,
+    )

@@ -69,10 +69,26 @@ class AffiliatePostback(models.Model):
         "offers.Goal", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     url = models.URLField(max_length=2000, help_text="Macros: {click_id}, {payout}, {goal}, …")
+    http_method = models.CharField(
+        max_length=4,
+        choices=[("GET", "GET"), ("POST", "POST (JSON body)")],
+        default="GET",
+    )
     fire_on_pending = models.BooleanField(
         default=False, help_text="Also fire for pending conversions, not only approved ones."
     )
+    fire_on_reversal = models.BooleanField(
+        default=False, help_text="Also fire when a conversion is rejected or reversed."
+    )
+    sign = models.BooleanField(
+        default=False,
+        help_text="Sign each call with the affiliate's signing keys (Standard Webhooks headers).",
+    )
     is_active = models.BooleanField(default=True)
+    # Set when deliveries kept failing for days (OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS); the
+    # affiliate sees it in the portal and API and resumes it after fixing the URL.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -85,3 +101,20 @@ class AffiliatePostback(models.Model):
 
     def __str__(self) -> str:
         return self.url[:80]
+
+
+class AffiliateSigningKey(models.Model):
+    """A secret the affiliate's receiver uses to check our postbacks' signatures. Rotation: a new
+    key is added and the old one keeps signing alongside it until it expires."""
+
+    affiliate = models.ForeignKey(Affiliate, on_delete=models.CASCADE, related_name="signing_keys")
+    secret_encrypted = models.TextField(editable=False)
+    prefix = models.CharField(max_length=16, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}…"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -160,6 +159,7 @@ def _behaviour_for_offer(
                 max_seconds=timings_by_goal[c.goal_id].max_seconds,
             )
             for c in members
+            if c.click_created_at is not None  # coupon conversions have no click time
         ]
         last_hour = sum(1 for c in members if c.created_at >= now - SPIKE_WINDOW)
         group_signals = [
@@ -246,9 +246,9 @@ def _rescore_one(
     conversion.quality_reasons = reasons
     conversion.quality_evidence = evidence
     conversion.quality_rule_version = profile.rule_version
+    conversion.save(update_fields=[*fields, "updated_at"])
     if conversion.status == ConversionStatus.PENDING and action == QualityAction.REJECT:
-        conversion.status = ConversionStatus.REJECTED
-        fields.append("status")
+        _move(conversion, ConversionStatus.REJECTED, now, "re-score rejected a pending conversion")
         outcome.moved += 1
         _note(conversion, old_score, action, now, "re-score rejected a pending conversion")
     elif (
@@ -257,28 +257,32 @@ def _rescore_one(
         and settings.QUALITY_RESCORE_REVERSES_APPROVED
     ):
         # Configured: take the money back through the ledger (a reversal entry, never an edit).
-        conversion.status = ConversionStatus.REVERSED
-        fields.append("status")
+        _move(
+            conversion, ConversionStatus.REVERSED, now, "re-score reversed an approved conversion"
+        )
         outcome.moved += 1
         _note(conversion, old_score, action, now, "re-score reversed an approved conversion")
-        transaction.on_commit(_side_effects(conversion.pk))
     elif conversion.status in (ConversionStatus.APPROVED, ConversionStatus.REVERSED) and (
         action != QualityAction.APPROVE
     ):
         outcome.noted += 1
         _note(conversion, old_score, action, now, f"re-score would {action}; status kept")
-    conversion.save(update_fields=[*fields, "updated_at"])
     return 1
 
 
-def _side_effects(conversion_id: int) -> Callable[[], None]:
-    def enqueue() -> None:
-        # Imported late: conversions.services scores through apps.quality.
-        from apps.conversions.services import conversion_side_effects_enqueue  # noqa: PLC0415
+def _move(conversion: Conversion, status: ConversionStatus, now: datetime, reason: str) -> None:
+    # Imported late: conversions.services scores through apps.quality.
+    from apps.conversions.models import StatusChangeSource  # noqa: PLC0415
+    from apps.conversions.status import status_apply_locked  # noqa: PLC0415
 
-        conversion_side_effects_enqueue(conversion_id)
-
-    return enqueue
+    status_apply_locked(
+        conversion,
+        new_status=status,
+        source=StatusChangeSource.QUALITY_RESCORE,
+        user_id=None,
+        reason=reason,
+        now=now,
+    )
 
 
 def _note(

@@ -16,7 +16,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F
 
-from apps.conversions.models import Conversion
+from apps.conversions.models import Conversion, StatusChangeSource
 from apps.offers.models import ConversionStatus, Goal, Offer
 from apps.quality import signals as sig
 from apps.quality.leads import email_check, lead_hash, phone_check
@@ -69,7 +69,8 @@ def quality_score(
     (the behavioural ones need many conversions: apps.quality.behaviour)."""
     profile = profile or quality_profile_for_offer(offer=offer)
     timings = goal_timings(goal=goal, offer=offer)
-    seconds = (now - click.created_at).total_seconds()
+    # A conversion attributed by coupon code has no click, so no click-to-conversion time.
+    seconds = (now - click.created_at).total_seconds() if click.created_at else None
     ip = conversion_ip or click.ip
     email_hash = ""
     if email.strip() and email_check(email).valid:
@@ -81,9 +82,16 @@ def quality_score(
             phone_hash = lead_hash("phone:" + checked.e164)
     ua_ip_hash = lead_hash(f"uaip:{click.user_agent}|{ip}") if ip else ""
 
+    timing = (
+        []
+        if seconds is None
+        else [
+            sig.signal_too_fast(seconds=seconds, min_seconds=timings.min_seconds),
+            sig.signal_too_slow(seconds=seconds, max_seconds=timings.max_seconds),
+        ]
+    )
     fired = [
-        sig.signal_too_fast(seconds=seconds, min_seconds=timings.min_seconds),
-        sig.signal_too_slow(seconds=seconds, max_seconds=timings.max_seconds),
+        *timing,
         sig.signal_repeat_ip_on_offer(ip=ip, offer_id=offer.pk, click_id=click.click_id, now=now),
         sig.signal_repeat_ip_on_affiliate(
             ip=ip,
@@ -170,13 +178,13 @@ def review_decide(
     leaves a note and, after commit, tells the affiliate and the ledger. Returns how many moved."""
     if status not in (ConversionStatus.APPROVED, ConversionStatus.REJECTED):
         raise ValueError("review moves conversions to approved or rejected only")
-    from apps.conversions.services import conversion_side_effects_enqueue  # noqa: PLC0415
+    from apps.conversions.status import conversions_status_change  # noqa: PLC0415
 
-    moved: list[int] = []
     with transaction.atomic():
         pending = Conversion.objects.select_for_update().filter(
             pk__in=list(conversion_ids), status=ConversionStatus.PENDING
         )
+        moved = [conversion.pk for conversion in pending]
         for conversion in pending:
             QualityNote.objects.create(
                 conversion=conversion,
@@ -194,11 +202,13 @@ def review_decide(
                 author_id=user_id,
                 text="reviewed by staff",
             )
-            conversion.status = status
-            conversion.save(update_fields=["status", "updated_at"])
-            moved.append(conversion.pk)
-        for conversion_id in moved:
-            transaction.on_commit(
-                lambda cid=conversion_id: conversion_side_effects_enqueue(cid)  # type: ignore[misc]
-            )
+        conversions_status_change(
+            conversion_ids=moved,
+            new_status=status,
+            source=StatusChangeSource.QUALITY_REVIEW,
+            now=now,
+            user_id=user_id,
+            reason="reviewed by staff",
+            only_from=[ConversionStatus.PENDING],
+        )
     return len(moved)

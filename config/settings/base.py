@@ -128,6 +128,11 @@ CELERY_BEAT_SCHEDULE = {
     # Idempotent: rebuilding a period that already has its statements changes nothing.
     "commissions-build-statements": {"task": "commissions.build_statements", "schedule": 3600},
     "commissions-ledger-check": {"task": "commissions.ledger_check", "schedule": 86400},
+    "conversions-prune-inbound-log": {
+        "task": "conversions.prune_inbound_log",
+        "schedule": 3600,
+        "options": {"expires": 1800},
+    },
 }
 
 # --- Commissions ------------------------------------------------------------------------------
@@ -181,9 +186,32 @@ TRACKING_BASE_URL = env("TRACKING_BASE_URL", default="http://127.0.0.1:8000")
 # Extra endpoints for bench/ only (a bare 302 view); off everywhere else.
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
 
+# --- Secrets at rest ---------------------------------------------------------------------------
+# Key material for secrets we must read back (HMAC keys); falls back to SECRET_KEY.
+FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+
+# --- Inbound postbacks ------------------------------------------------------------------------
+# The postback debugger keeps its rows this many days.
+INBOUND_LOG_RETENTION_DAYS = env.int("INBOUND_LOG_RETENTION_DAYS", default=90)
+# HMAC-signed postbacks: how far the request's timestamp may be from our clock.
+POSTBACK_SIGNATURE_TOLERANCE_SECONDS = env.int("POSTBACK_SIGNATURE_TOLERANCE_SECONDS", default=300)
+
 # --- Outbound postbacks -----------------------------------------------------------------------
 OUTBOUND_POSTBACK_TIMEOUT_SECONDS = env.float("OUTBOUND_POSTBACK_TIMEOUT_SECONDS", default=5.0)
 OUTBOUND_POSTBACK_MAX_ATTEMPTS = env.int("OUTBOUND_POSTBACK_MAX_ATTEMPTS", default=8)
+# The published retry schedule: seconds before attempt 2, 3, ... (immediately, then ~5 s, 5 min,
+# 30 min, 2 h, 5 h, 10 h, 10 h), with up to 10% jitter so a recovered receiver is not stampeded.
+OUTBOUND_POSTBACK_BACKOFF_SECONDS = [
+    int(value)
+    for value in env.list(
+        "OUTBOUND_POSTBACK_BACKOFF_SECONDS",
+        default=["5", "300", "1800", "7200", "18000", "36000", "36000"],
+    )
+]
+# A postback URL whose deliveries all failed for this long is paused; the affiliate is told.
+OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS = env.int("OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS", default=72)
+# Delivery attempt log retention.
+OUTBOUND_DELIVERY_RETENTION_DAYS = env.int("OUTBOUND_DELIVERY_RETENTION_DAYS", default=90)
 # Only for tests that run a receiver on this machine: never set in production.
 OUTBOUND_ALLOW_LOOPBACK = env.bool("OUTBOUND_ALLOW_LOOPBACK", default=False)
 

@@ -102,8 +102,9 @@ def test_retry_of_same_postback_is_a_duplicate_with_the_same_conversion(client, 
     params = {"click_id": click.click_id, "order_id": "A-1", "token": TOKEN}
     first = client.get("/postback", params)
     second = client.get("/postback", params)
-    # A retry with another amount or status is still the same conversion, unchanged.
-    third = client.get("/postback", {**params, "status": "rejected", "amount": "99"})
+    # A retry that cannot move an approved conversion (only /postback/reversal can) is the same
+    # conversion, unchanged, with the same answer.
+    third = client.get("/postback", {**params, "status": "rejected"})
 
     conversion = Conversion.objects.get()
     _accepted(first, conversion)
@@ -119,6 +120,26 @@ def test_retry_of_same_postback_is_a_duplicate_with_the_same_conversion(client, 
     ]
 
 
+def test_same_order_id_with_another_amount_is_a_conflict_and_the_original_stands(client, click):
+    params = {"click_id": click.click_id, "order_id": "A-1", "token": TOKEN, "amount": "10.00"}
+    first = client.get("/postback", params)
+    same_amount_other_spelling = client.get("/postback", {**params, "amount": "10"})
+    conflict = client.get("/postback", {**params, "amount": "99"})
+
+    conversion = Conversion.objects.get()
+    _accepted(first, conversion)
+    _accepted(same_amount_other_spelling, conversion, result="duplicate")
+    assert conflict.status_code == 409
+    assert conflict.json() == {
+        "result": "rejected",
+        "conversion_id": None,
+        "status": None,
+        "reason": "order_conflict",
+    }
+    assert conversion.sale_amount == Decimal("10.00")
+    assert InboundPostbackLog.objects.order_by("-id").first().reason == "order_conflict"
+
+
 def test_without_order_id_one_conversion_per_click_and_goal(client, click):
     params = {"click_id": click.click_id, "token": TOKEN}
     first = client.get("/postback", params).json()
@@ -130,13 +151,25 @@ def test_without_order_id_one_conversion_per_click_and_goal(client, click):
     assert first["conversion_id"] == second["conversion_id"] == conversion.pk
 
 
-def test_another_order_id_is_another_conversion(client, click):
+def test_another_order_id_is_another_conversion_on_a_repeatable_goal(client, click, goal):
+    goal.is_repeatable = True
+    goal.save()
     first = client.get("/postback", {"click_id": click.click_id, "order_id": "1", "token": TOKEN})
     second = client.get("/postback", {"click_id": click.click_id, "order_id": "2", "token": TOKEN})
 
     assert (first.json()["result"], second.json()["result"]) == ("accepted", "accepted")
     assert first.json()["conversion_id"] != second.json()["conversion_id"]
     assert sorted(Conversion.objects.values_list("order_id", flat=True)) == ["1", "2"]
+
+
+def test_a_goal_that_is_not_repeatable_converts_once_per_click(client, click):
+    first = client.get("/postback", {"click_id": click.click_id, "order_id": "1", "token": TOKEN})
+    second = client.get("/postback", {"click_id": click.click_id, "order_id": "2", "token": TOKEN})
+
+    assert first.json()["result"] == "accepted"
+    assert second.status_code == 409
+    assert second.json()["reason"] == "goal_already_converted"
+    assert list(Conversion.objects.values_list("order_id", flat=True)) == ["1"]
 
 
 def test_named_goal_and_default_goal(client, click, goal):
@@ -454,6 +487,7 @@ def test_blank_amount_is_no_amount(client, click):
 
 def test_percent_goal_needs_an_amount(client, click, goal):
     goal.payout_type = PayoutType.PERCENT
+    goal.revenue_type = PayoutType.PERCENT
     goal.payout = Decimal("10")
     goal.save()
     _rejected(
@@ -505,6 +539,7 @@ def sale_goal(goal):
         code="sale",
         is_default=False,
         payout_type=PayoutType.PERCENT,
+        revenue_type=PayoutType.PERCENT,
         payout=Decimal("10"),
         revenue=Decimal("15"),
     )

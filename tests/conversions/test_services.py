@@ -38,6 +38,7 @@ def _record(click, **extra: str) -> tuple[Conversion, bool]:
 @pytest.fixture
 def percent_goal(goal):
     goal.payout_type = PayoutType.PERCENT
+    goal.revenue_type = PayoutType.PERCENT
     goal.payout = Decimal("10")
     goal.revenue = Decimal("12.5")
     goal.save()

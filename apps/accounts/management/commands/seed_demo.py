@@ -84,6 +84,7 @@ def _goals(offer: Offer, lead: tuple[str, str], sale: tuple[str, str]) -> list[G
         defaults={
             "name": "Sale",
             "payout_type": PayoutType.PERCENT,
+            "revenue_type": PayoutType.PERCENT,
             "payout": Decimal(sale[0]),
             "revenue": Decimal(sale[1]),
             "is_default": False,
