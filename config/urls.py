@@ -4,6 +4,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.conversions import pixel as conversion_pixel
 from apps.conversions import views as conversion_views
 from apps.tracking import views as tracking_views
 
@@ -17,8 +18,12 @@ urlpatterns = [
     path("click", tracking_views.click, name="click"),
     path("aff_c", tracking_views.click, name="click-hasoffers"),
     path("postback", conversion_views.postback, name="postback"),
+    path("postback/reversal", conversion_views.postback_reversal, name="postback-reversal"),
     path("aff_lsr", conversion_views.postback, name="postback-hasoffers"),
     path("aff_goal", conversion_views.postback, name="postback-hasoffers-goal"),
+    path("pixel", conversion_pixel.pixel_image, name="pixel"),
+    path("pixel/iframe", conversion_pixel.pixel_iframe, name="pixel-iframe"),
+    path("pixel.js", conversion_pixel.pixel_js, name="pixel-js"),
     path("offer-unavailable/", tracking_views.offer_unavailable, name="offer-unavailable"),
     # API
     path("api/v1/", include("apps.api.urls")),

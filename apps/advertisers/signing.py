@@ -7,24 +7,31 @@ The advertiser sends two headers:
 
     message = "<timestamp>\n<METHOD>\n<path>\n<query string, as sent>\n" + raw body
 
+`<path>` is the path requested ("/postback", "/aff_lsr"), without the query string; the query
+string is what follows "?", exactly as sent (not decoded, re-encoded or re-ordered), "" when there
+is none; the body is the raw bytes sent (empty for a GET).
+
 The timestamp must be within POSTBACK_SIGNATURE_TOLERANCE_SECONDS of our clock (a captured request
 cannot be replayed later; within the window, a replay is a duplicate postback anyway), and the
 signature is compared in constant time. Several `v1=` values, comma-separated, are accepted while
-the advertiser rotates secrets on their side.
+the advertiser rotates secrets on their side. The secret is issued by
+apps.advertisers.services.advertiser_rotate_signing_secret (admin action "Rotate signing secret").
+
+Pixels (/pixel, /pixel/iframe, /pixel.js) are fired by the shopper's browser, which cannot sign:
+an advertiser that requires a signature cannot use them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from collections.abc import Mapping
 from datetime import datetime
 
 from django.conf import settings
 
 from apps.advertisers.models import Advertiser
-from apps.common.crypto import SecretUnreadable, secret_decrypt, secret_encrypt
+from apps.common.crypto import SecretUnreadable, secret_decrypt
 from apps.common.errors import DomainError
 
 TIMESTAMP_HEADER = "x-opencpa-timestamp"
@@ -38,20 +45,14 @@ class SignatureRejected(DomainError):
 def signing_message(
     *, timestamp: str, method: str, path: str, query_string: str, body: bytes
 ) -> bytes:
-    return f"{timestamp}\n{method.upper()}\n{path}\n{query_string}\n".encode() + body
+    # surrogateescape: a query string holding raw non-UTF-8 bytes (decoded with surrogateescape
+    # by the view) is signed over the very bytes that were sent, and never raises here.
+    head = f"{timestamp}\n{method.upper()}\n{path}\n{query_string}\n"
+    return head.encode("utf-8", "surrogateescape") + body
 
 
 def signature_compute(*, secret: str, message: bytes) -> str:
     return "v1=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def advertiser_rotate_signing_secret(*, advertiser: Advertiser) -> str:
-    """Give the advertiser a new signing secret; returns it (the only time it is shown)."""
-    plain = "whsec_" + secrets.token_urlsafe(32)
-    advertiser.signing_secret_encrypted = secret_encrypt(plain)
-    advertiser.signing_secret_prefix = plain[:12]
-    advertiser.save(update_fields=["signing_secret_encrypted", "signing_secret_prefix"])
-    return plain
 
 
 def advertiser_signature_check(
@@ -75,7 +76,8 @@ def advertiser_signature_check(
         return False
     if not advertiser.signing_secret_encrypted:
         raise SignatureRejected("signing_not_configured")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # isascii: str.isdigit() also accepts "²" and other scripts' digits, which int() refuses.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise SignatureRejected("bad_signature_timestamp")
     if abs(now.timestamp() - int(timestamp)) > settings.POSTBACK_SIGNATURE_TOLERANCE_SECONDS:
         raise SignatureRejected("signature_expired")
@@ -89,10 +91,12 @@ def advertiser_signature_check(
             timestamp=timestamp, method=method, path=path, query_string=query_string, body=body
         ),
     )
-    # Compare against every offered value, without stopping early on a match.
+    # Compare against every offered value, without stopping early on a match. Hex digits may come
+    # in either case.
     matched = False
     for offered in signature.split(",")[:5]:
-        matched |= hmac.compare_digest(offered.strip().encode(), expected.encode())
+        candidate = offered.strip().lower().encode("utf-8", "surrogateescape")
+        matched |= hmac.compare_digest(candidate, expected.encode())
     if not matched:
         raise SignatureRejected("bad_signature")
     return True

@@ -31,6 +31,8 @@ from apps.conversions.models import (
 from apps.conversions.params import (
     MAX_ID_LENGTH,
     STATUS_ALIASES,
+    body_for_log,
+    headers_for_log,
     params_for_log,
     postback_params_parse,
 )
@@ -54,7 +56,7 @@ logger = logging.getLogger(__name__)
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def _token_like(value: str) -> bool:
+def token_like(value: str) -> bool:
     """Click ids and goal codes are URL-safe tokens; anything else cannot match one."""
     return bool(_TOKEN_LIKE.fullmatch(value))
 
@@ -92,7 +94,7 @@ class PostbackDecision:
         }
 
 
-def _advertiser_authenticate(
+def advertiser_authenticate(
     *,
     advertiser: Advertiser,
     token: str,
@@ -195,7 +197,7 @@ def _attribute(params: Mapping[str, str]) -> Attribution:
         return _attribute_coupon(code=params["coupon_code"], offer_id=params["offer_id"])
     if not click_id:
         raise PostbackRejected("missing_click_id")
-    if not _token_like(click_id):
+    if not token_like(click_id):
         raise PostbackRejected("unknown_click", http_status=404)
     click = click_store.click_get(click_id=click_id)
     if click is None:
@@ -266,20 +268,16 @@ def _repeat_postback(
     return existing, False
 
 
-def _goal_rules_check(*, goal: Goal, click_id: str) -> None:
-    """A goal converts once per click unless it is repeatable, and only after the goal it
-    requires (a sale after its lead, an upsell after its sale)."""
-    if not click_id:
+def _required_goal_check(*, goal: Goal, click_id: str) -> None:
+    """A goal that requires another (a sale after its lead, an upsell after its sale) is only
+    accepted after the same click converted on that one."""
+    if not click_id or goal.requires_goal_id is None:
         return
-    same_click = Conversion.objects.filter(click_id=click_id)
-    if not goal.is_repeatable and same_click.filter(goal=goal).exists():
-        raise PostbackRejected("goal_already_converted", http_status=409)
-    if goal.requires_goal_id is not None and not (
-        same_click.filter(
-            goal_id=goal.requires_goal_id,
-            status__in=[ConversionStatus.APPROVED, ConversionStatus.PENDING],
-        ).exists()
-    ):
+    if not Conversion.objects.filter(
+        click_id=click_id,
+        goal_id=goal.requires_goal_id,
+        status__in=[ConversionStatus.APPROVED, ConversionStatus.PENDING],
+    ).exists():
         raise PostbackRejected("required_goal_missing", http_status=409)
 
 
@@ -299,7 +297,7 @@ def conversion_record(
     attribution = _attribute(params)
     click = attribution.click
     offer = click.offer
-    _advertiser_authenticate(
+    advertiser_authenticate(
         advertiser=offer.advertiser,
         token=params["token"],
         ip=request_ip,
@@ -310,7 +308,7 @@ def conversion_record(
         days=offer.attribution_window_days
     ):
         raise PostbackRejected("outside_attribution_window")
-    if params["goal"] and not _token_like(params["goal"]):
+    if params["goal"] and not token_like(params["goal"]):
         raise PostbackRejected("unknown_goal")
     goal = goal_for_code(offer=offer, code=params["goal"])
     if goal is None:
@@ -329,16 +327,19 @@ def conversion_record(
             raise PostbackRejected("invalid_amount") from exc
     status = _status_for(raw=params["status"], goal=goal)
 
-    existing = (
-        Conversion.objects.select_related("offer")
-        .filter(click_id=click.click_id, goal=goal, order_id=order_id)
-        .first()
+    # One read answers both "this order again" (a retry) and "the goal already converted on this
+    # click"; a concurrent retry that commits in between is caught by the constraints below.
+    same_goal = list(
+        Conversion.objects.select_related("offer").filter(click_id=click.click_id, goal=goal)[:50]
     )
+    existing = next((c for c in same_goal if c.order_id == order_id), None)
     if existing is not None:
         return _repeat_postback(
             existing, sale_amount=sale_amount, raw_status=params["status"], now=now
         )
-    _goal_rules_check(goal=goal, click_id=click.click_id)
+    if click.click_id and same_goal and not goal.is_repeatable:
+        raise PostbackRejected("goal_already_converted", http_status=409)
+    _required_goal_check(goal=goal, click_id=click.click_id)
 
     custom = custom_payout_for(
         offer_id=offer.pk, affiliate_id=click.affiliate_id, goal_id=goal.pk, country=click.country
@@ -439,7 +440,13 @@ def postback_process(
             PostbackResult.ACCEPTED if created else PostbackResult.DUPLICATE, 200, conversion
         )
     postback_log_write(
-        params=params, raw=raw, request_ip=request_ip, method=method, path=path, decision=decision
+        params=params,
+        raw=raw,
+        request_ip=request_ip,
+        method=method,
+        path=path,
+        decision=decision,
+        request=request,
     )
     return decision
 
@@ -452,12 +459,15 @@ def postback_log_write(
     method: str,
     path: str,
     decision: PostbackDecision,
+    request: InboundRequest | None = None,
 ) -> InboundPostbackLog:
+    """One inbound log row: the request as the debugger shows it (parameters, relevant headers,
+    raw body; secrets masked, sizes bounded) and the decision."""
     conversion = decision.conversion
     advertiser_id = None
     if conversion is not None:
         advertiser_id = conversion.offer.advertiser_id
-    elif _token_like(params.get("click_id", "")):
+    elif token_like(params.get("click_id", "")):
         click = click_store.click_get(click_id=params["click_id"])
         advertiser_id = click.offer.advertiser_id if click else None
     return InboundPostbackLog.objects.create(
@@ -465,6 +475,12 @@ def postback_log_write(
         path=path[:64],
         ip=request_ip,
         params=params_for_log(raw),
+        headers=headers_for_log(request.headers) if request else {},
+        body=(
+            body_for_log(request.body, content_type=request.headers.get("content-type", ""))
+            if request
+            else ""
+        ),
         click_id=text_clean(params.get("click_id"), 64),
         order_id=text_clean(params.get("order_id"), 255),
         advertiser_id=advertiser_id,

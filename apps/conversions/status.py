@@ -189,7 +189,7 @@ def conversion_scrub(
     if conversion is None:
         raise StatusChangeRefused("conversion_not_found", http_status=404)
     window_days = conversion.offer.advertiser.scrub_window_days
-    if now - conversion.created_at > timedelta(days=window_days):
+    if window_days == 0 or now - conversion.created_at > timedelta(days=window_days):
         raise StatusChangeRefused(
             "scrub_window_closed",
             http_status=409,

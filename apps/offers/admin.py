@@ -8,28 +8,71 @@ from django.http import HttpRequest
 
 from apps.common.admin_scoping import AdvertiserScopedAdmin, advertiser_of
 from apps.offers import services
-from apps.offers.models import AccessStatus, Goal, Offer, OfferAccess, OfferCap
+from apps.offers.models import (
+    AccessStatus,
+    CouponCode,
+    CustomPayout,
+    Goal,
+    Offer,
+    OfferAccess,
+    OfferCap,
+)
 
 _PARENT_OFFER = "_offer_admin_parent_offer"
 
 
-class GoalInline(admin.TabularInline):  # type: ignore[type-arg]
+class _SameOfferGoalMixin:
+    """Goal choices in an offer's inline are that offer's goals only."""
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        setattr(request, _PARENT_OFFER, obj)  # for formfield_for_foreignkey below
+        return super().get_formset(request, obj, **kwargs)  # type: ignore[misc]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in ("goal", "requires_goal"):
+            parent = getattr(request, _PARENT_OFFER, None)
+            kwargs["queryset"] = (
+                Goal.objects.filter(offer=parent) if parent is not None else Goal.objects.none()
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+class GoalInline(_SameOfferGoalMixin, admin.StackedInline):  # type: ignore[type-arg]
     model = Goal
     extra = 0
-    fields = ["code", "name", "payout_type", "payout", "revenue", "default_status", "is_default"]
+    fields = [
+        ("code", "name", "default_status", "is_default"),
+        ("payout_type", "payout", "payout_percent"),
+        ("revenue_type", "revenue", "revenue_percent"),
+        ("is_repeatable", "requires_goal"),
+    ]
 
 
-class OfferCapInline(admin.TabularInline):  # type: ignore[type-arg]
+class CustomPayoutInline(_SameOfferGoalMixin, admin.TabularInline):  # type: ignore[type-arg]
+    """An affiliate's own payout on this offer (staff only: advertisers never see payouts of
+    individual affiliates)."""
+
+    model = CustomPayout
+    extra = 0
+    raw_id_fields = ["affiliate"]
+    fields = ["affiliate", "goal", "country", "payout_type", "payout", "payout_percent"]
+
+
+class CouponCodeInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = CouponCode
+    extra = 0
+    raw_id_fields = ["affiliate"]
+    fields = ["code", "affiliate", "is_active", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+class OfferCapInline(_SameOfferGoalMixin, admin.TabularInline):  # type: ignore[type-arg]
     """Caps of the offer. A cap's goal is one of this offer's goals. Advertiser users set caps for
     all affiliates together and see a per-affiliate cap's affiliate by id only (no names)."""
 
     model = OfferCap
     extra = 0
     raw_id_fields = ["affiliate"]
-
-    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        setattr(request, _PARENT_OFFER, obj)  # for formfield_for_foreignkey below
-        return super().get_formset(request, obj, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if advertiser_of(request) is not None:
@@ -43,21 +86,13 @@ class OfferCapInline(admin.TabularInline):  # type: ignore[type-arg]
     def affiliate_ref(self, cap: OfferCap) -> str:
         return str(cap.affiliate_id) if cap.affiliate_id else "all"
 
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "goal":
-            parent = getattr(request, _PARENT_OFFER, None)
-            kwargs["queryset"] = (
-                Goal.objects.filter(offer=parent) if parent is not None else Goal.objects.none()
-            )
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
 
 @admin.register(Offer)
 class OfferAdmin(AdvertiserScopedAdmin):
     list_display = ["id", "name", "advertiser", "status", "visibility", "currency", "created_at"]
     list_filter = ["status", "visibility", "currency", "advertiser"]
     search_fields = ["name", "=id"]
-    inlines = [GoalInline, OfferCapInline]
+    inlines = [GoalInline, OfferCapInline, CustomPayoutInline, CouponCodeInline]
     actions = ["pause_offers"]
     scoped_foreign_keys = {"advertiser": "pk", "fallback_offer": "advertiser_id"}
     advertiser_hidden_fields = ("advertiser",)
@@ -78,6 +113,13 @@ class OfferAdmin(AdvertiserScopedAdmin):
                 self.instance.advertiser_id = advertiser_id
 
         return AdvertiserOfferForm
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        if advertiser_of(request) is not None:
+            # Per-affiliate payouts and coupon codes are the network's business with its
+            # affiliates, not the advertiser's.
+            return [GoalInline, OfferCapInline]
+        return super().get_inlines(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Offer, form: Any, change: bool) -> None:
         advertiser_id = advertiser_of(request)

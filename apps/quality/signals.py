@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from apps.conversions.models import Conversion
 from apps.quality.hosting import asn_is_hosting, asn_name_for_ip
@@ -108,19 +109,24 @@ def signal_too_slow(*, seconds: float, max_seconds: float | None) -> Signal | No
 # --- IP ------------------------------------------------------------------------------------------
 
 
+def _other_clicks(conversions: QuerySet[Any], click_id: str) -> QuerySet[Any]:
+    """Conversions on other clicks than this one. A coupon conversion has no click (""): then
+    every other conversion counts, coupon ones included."""
+    return conversions.exclude(click_id=click_id) if click_id else conversions
+
+
 def signal_repeat_ip_on_offer(
     *, ip: str | None, offer_id: int, click_id: str, now: datetime
 ) -> Signal | None:
     """The same IP (shopper's or click's) converted on the offer within 24 h on another click."""
     if not ip:
         return None
-    earlier = (
+    earlier = _other_clicks(
         Conversion.objects.filter(
             Q(ip=ip) | Q(click_ip=ip), offer_id=offer_id, created_at__gte=now - REPEAT_IP_WINDOW
-        )
-        .exclude(click_id=click_id)
-        .values_list("pk", flat=True)
-    )
+        ),
+        click_id,
+    ).values_list("pk", flat=True)
     found = list(earlier[:10])
     if len(found) >= REPEAT_IP_LIMIT:
         return Signal(Reason.REPEAT_IP, {"ip": ip, "earlier_conversions": len(found)})
@@ -140,9 +146,9 @@ def signal_repeat_ip_on_affiliate(
             created_at__gte=now - REPEAT_IP_WINDOW,
         )
         .exclude(offer_id=offer_id)
-        .exclude(click_id=click_id)
         .values_list("pk", flat=True)
     )
+    earlier = _other_clicks(earlier, click_id)
     found = list(earlier[:10])
     if len(found) >= REPEAT_IP_AFFILIATE_LIMIT:
         return Signal(Reason.REPEAT_IP_AFFILIATE, {"ip": ip, "earlier_conversions": len(found)})

@@ -285,7 +285,6 @@ def test_conversions_are_read_only_for_advertiser_user(admin_world: AdminWorld):
         "admin:advertisers_advertiser_changelist",
         "admin:tracking_click_changelist",
         "admin:commissions_ledgerentry_changelist",
-        "admin:conversions_inboundpostbacklog_changelist",
         "admin:conversions_outboundpostbackdelivery_changelist",
         "admin:offers_offeraccess_changelist",
         "admin:accounts_user_changelist",
@@ -311,7 +310,7 @@ def test_advertiser_user_index_lists_only_its_models(admin_world: AdminWorld):
     models = {
         model["object_name"] for app in response.context["app_list"] for model in app["models"]
     }
-    assert models == {"Offer", "Goal", "Conversion"}
+    assert models == {"Offer", "Goal", "Conversion", "InboundPostbackLog", "ReconciliationRun"}
 
 
 def test_non_staff_user_is_sent_to_login(admin_world: AdminWorld, client):

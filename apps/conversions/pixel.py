@@ -1,0 +1,131 @@
+"""Pixels: `GET /pixel` (1x1 GIF), `/pixel/iframe` (an empty HTML page), `/pixel.js` (a script).
+
+The advertiser puts one of them on its thank-you page; the shopper's browser requests it from our
+tracking domain and so sends the click cookie that `/click` set (settings.CLICK_COOKIE_NAME). The
+parameters are the postback's (goal, amount, order_id, status, token, adv1…adv5, and their
+aliases) minus the click id, which only the cookie gives: a click id in the query is ignored. With
+no cookie (and no coupon code) the call is logged as rejected, `missing_click_id`.
+
+The answer is always the asset (200, no-cache), whatever the outcome, so a refused conversion never
+shows as a broken image or a script error on the advertiser's page; the outcome goes to the
+inbound postback log like a postback's, with the method (pixel, iframe, js) on the conversion.
+
+`/pixel.js` is a JavaScript tag (`<script src="https://track.example.com/pixel.js?goal=sale&
+amount=49.90&order_id=A-1&token=…"></script>`): the browser's request for the script is the
+conversion, recorded by the server before it answers, and the script itself does nothing.
+
+Security: a pixel's URL is public in the advertiser's page, so its token is too; the browser
+cannot sign (no HMAC: an advertiser that requires signatures cannot use pixels, and signature
+headers sent to a pixel are ignored), and the request comes from the shopper's IP (an advertiser
+with an IP allowlist cannot use pixels either). What protects a pixel is the click cookie: only a
+browser that clicked can convert its own click. Server postbacks are the stronger method.
+
+Browsers that block third-party cookies do not send the cookie to a pixel on another site: the
+cookie is only sent cross-site when it was set over HTTPS (SameSite=None; Secure).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.http import require_safe
+
+from apps.advertisers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from apps.common.net import client_ip
+from apps.conversions import services
+from apps.conversions.models import ConversionMethod
+from apps.conversions.params import CLICK_ID_NAMES, LOGGED_HEADERS
+from apps.conversions.views import inbound_request, request_log_unparsed
+
+logger = logging.getLogger(__name__)
+
+# The smallest transparent 1x1 GIF (43 bytes).
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+PIXEL_HTML = b"<!doctype html><html><head><meta charset=utf-8><title></title></head></html>\n"
+PIXEL_JS = b"/* OpenCPA: the conversion was recorded when this script was requested. */\n"
+
+# A browser cannot sign, so a pixel is never checked as signed.
+_PIXEL_HEADERS = tuple(h for h in LOGGED_HEADERS if h not in (SIGNATURE_HEADER, TIMESTAMP_HEADER))
+
+
+def pixel_conversion_record(request: HttpRequest, *, via: ConversionMethod) -> None:
+    """Record the conversion a pixel reports, with the click id from the cookie; the outcome
+    goes to the inbound log."""
+    ip = client_ip(request)
+    try:
+        query = {key: request.GET.get(key, "") for key in request.GET}
+    except SuspiciousOperation:  # too many parameters and the like
+        request_log_unparsed(request, ip=ip, body=b"", reason="malformed_request", status=400)
+        return
+    raw = {key: value for key, value in query.items() if key not in CLICK_ID_NAMES}
+    click_id = request.COOKIES.get(settings.CLICK_COOKIE_NAME, "")
+    if click_id:
+        raw = {"click_id": click_id, **raw}
+    services.postback_process(
+        raw=raw,
+        request_ip=ip,
+        method=request.method or "GET",
+        path=request.path,
+        now=timezone.now(),
+        request=inbound_request(request, body=b"", headers=_PIXEL_HEADERS),
+        via=via,
+    )
+
+
+def _pixel_answer(
+    request: HttpRequest, *, via: ConversionMethod, content: bytes, content_type: str
+) -> HttpResponse:
+    # HEAD is a probe or a prefetch, not a page view: the asset, nothing recorded.
+    if request.method == "GET":
+        try:
+            pixel_conversion_record(request, via=via)
+        except Exception:
+            # The advertiser's page must never show a broken pixel: a database or Redis hiccup
+            # costs the record (and is logged here), not the page.
+            logger.exception("pixel conversion failed; answering the asset anyway")
+    response = HttpResponse(content, content_type=content_type)
+    add_never_cache_headers(response)
+    response["Pragma"] = "no-cache"
+    # Loadable from any site's page, including one that isolates itself (COEP).
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
+
+
+@require_safe
+def pixel_image(request: HttpRequest) -> HttpResponse:
+    """`GET /pixel`: `<img src="…/pixel?goal=…&amount=…&order_id=…&token=…" width=1 height=1>`."""
+    return _pixel_answer(
+        request, via=ConversionMethod.PIXEL, content=PIXEL_GIF, content_type="image/gif"
+    )
+
+
+@xframe_options_exempt  # it is meant to be framed by the advertiser's page
+@require_safe
+def pixel_iframe(request: HttpRequest) -> HttpResponse:
+    """`GET /pixel/iframe`: `<iframe src="…/pixel/iframe?…" width=1 height=1 frameborder=0>`."""
+    response = _pixel_answer(
+        request,
+        via=ConversionMethod.IFRAME,
+        content=PIXEL_HTML,
+        content_type="text/html; charset=utf-8",
+    )
+    response["Content-Security-Policy"] = "default-src 'none'"
+    return response
+
+
+@require_safe
+def pixel_js(request: HttpRequest) -> HttpResponse:
+    """`GET /pixel.js`: `<script src="…/pixel.js?…"></script>`; a no-op script (see above)."""
+    return _pixel_answer(
+        request,
+        via=ConversionMethod.JS,
+        content=PIXEL_JS,
+        content_type="application/javascript; charset=utf-8",
+    )

@@ -1,0 +1,148 @@
+"""`/postback/reversal`: the advertiser takes a conversion back, by conversion id, click id or
+order id (plus goal when the click or order has several).
+
+Authenticated like a postback (token, IP allowlist, HMAC) against the advertiser that owns the
+conversion. Idempotent: reversing an already reversed or rejected conversion answers `duplicate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from apps.accounts.services import secret_hash
+from apps.advertisers.models import Advertiser
+from apps.conversions.models import Conversion, PostbackResult, StatusChangeSource
+from apps.conversions.params import MAX_ID_LENGTH, postback_params_parse
+from apps.conversions.services import (
+    InboundRequest,
+    PostbackDecision,
+    PostbackRejected,
+    advertiser_authenticate,
+    postback_log_write,
+    token_like,
+)
+from apps.conversions.status import StatusChangeRefused, conversion_reverse
+
+
+def _token_advertiser(token: str) -> Advertiser | None:
+    """The advertiser a token belongs to, found before any conversion is looked up: a wrong token
+    then learns nothing about which conversions exist."""
+    if not token:
+        return None
+    advertiser = Advertiser.objects.filter(postback_token_hash=secret_hash(token)).first()
+    if advertiser is None:
+        raise PostbackRejected("bad_token", http_status=403)
+    return advertiser
+
+
+def _candidates(params: Mapping[str, str], advertiser: Advertiser | None) -> QuerySet[Conversion]:
+    conversions = Conversion.objects.select_related("offer__advertiser", "goal")
+    if advertiser is not None:
+        conversions = conversions.filter(offer__advertiser=advertiser)
+    conversion_id, click_id, order_id = (
+        params["conversion_id"],
+        params["click_id"],
+        params["order_id"],
+    )
+    if conversion_id:
+        if not conversion_id.isdigit() or len(conversion_id) > 18:
+            raise PostbackRejected("unknown_conversion", http_status=404)
+        conversions = conversions.filter(pk=int(conversion_id))
+    elif click_id:
+        if not token_like(click_id):
+            raise PostbackRejected("unknown_conversion", http_status=404)
+        conversions = conversions.filter(click_id=click_id)
+        if order_id:
+            conversions = conversions.filter(order_id=order_id)
+    elif order_id:
+        if len(order_id) > MAX_ID_LENGTH:
+            raise PostbackRejected("invalid_order_id")
+        # Order ids are the advertiser's own: only theirs are searched.
+        if advertiser is None:
+            raise PostbackRejected("bad_token", http_status=403)
+        conversions = conversions.filter(order_id=order_id)
+    else:
+        raise PostbackRejected("missing_conversion_reference")
+    if params["goal"]:
+        if not token_like(params["goal"]):
+            raise PostbackRejected("unknown_goal")
+        conversions = conversions.filter(goal__code=params["goal"])
+    return conversions
+
+
+def reversal_record(
+    *,
+    params: Mapping[str, str],
+    request_ip: str | None,
+    now: datetime,
+    request: InboundRequest | None = None,
+) -> tuple[Conversion, bool]:
+    token_advertiser = _token_advertiser(params["token"])
+    found = list(_candidates(params, token_advertiser)[:2])
+    if not found:
+        raise PostbackRejected("unknown_conversion", http_status=404)
+    try:
+        advertiser_authenticate(
+            advertiser=found[0].offer.advertiser,
+            token=params["token"],
+            ip=request_ip,
+            request=request,
+            now=now,
+        )
+    except PostbackRejected as rejected:
+        if token_advertiser is None:
+            # No token: the caller is not known to own what was found, so it hears what it
+            # would hear for an id that does not exist (ids are sequential).
+            raise PostbackRejected("unknown_conversion", http_status=404) from rejected
+        raise
+    if len(found) > 1:
+        raise PostbackRejected("ambiguous_conversion", http_status=409)
+    reason = params["reason"] or "reversed by the advertiser's reversal postback"
+    try:
+        return conversion_reverse(
+            conversion_id=found[0].pk,
+            source=StatusChangeSource.REVERSAL_POSTBACK,
+            now=now,
+            reason=reason,
+            advertiser_id=found[0].offer.advertiser_id,
+        )
+    except StatusChangeRefused as refused:
+        raise PostbackRejected(refused.code, http_status=refused.http_status) from refused
+
+
+def reversal_process(
+    *,
+    raw: Mapping[str, str],
+    request_ip: str | None,
+    method: str,
+    path: str,
+    now: datetime,
+    request: InboundRequest | None = None,
+) -> PostbackDecision:
+    """Handle one /postback/reversal call and write it to the inbound log, whatever happens."""
+    params = postback_params_parse(raw)
+    try:
+        conversion, changed = reversal_record(
+            params=params, request_ip=request_ip, now=now, request=request
+        )
+    except PostbackRejected as rejection:
+        decision = PostbackDecision(
+            PostbackResult.REJECTED, rejection.http_status, reason=rejection.code
+        )
+    else:
+        decision = PostbackDecision(
+            PostbackResult.ACCEPTED if changed else PostbackResult.DUPLICATE, 200, conversion
+        )
+    postback_log_write(
+        params=params,
+        raw=raw,
+        request_ip=request_ip,
+        method=method,
+        path=path,
+        decision=decision,
+        request=request,
+    )
+    return decision

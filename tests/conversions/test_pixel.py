@@ -1,0 +1,314 @@
+"""Pixels: `/pixel` (GIF), `/pixel/iframe` (HTML), `/pixel.js` (script) over HTTP.
+
+The click id comes from the click cookie only; the asset is always the answer; the outcome is in
+the inbound log and, when accepted, on the conversion with its method.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from apps.conversions import services
+from apps.conversions.models import Conversion, InboundPostbackLog
+from apps.conversions.pixel import PIXEL_GIF, PIXEL_HTML, PIXEL_JS
+from apps.offers.models import CouponCode, OfferVisibility, PayoutType
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = factories.ADVERTISER_TOKEN
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124 Safari/537.36"
+THANK_YOU = "https://shop.example.com/thank-you?order=A-1"
+
+# path -> (asset, content type, conversion method)
+PIXELS = {
+    "/pixel": (PIXEL_GIF, "image/gif", "pixel"),
+    "/pixel/iframe": (PIXEL_HTML, "text/html; charset=utf-8", "iframe"),
+    "/pixel.js": (PIXEL_JS, "application/javascript; charset=utf-8", "js"),
+}
+
+
+@pytest.fixture
+def browser() -> Client:
+    """The shopper's browser on the advertiser's thank-you page, from a public IP."""
+    return Client(REMOTE_ADDR="81.2.69.160", HTTP_USER_AGENT=UA, HTTP_REFERER=THANK_YOU)
+
+
+def _with_cookie(browser: Client, click_id: str) -> Client:
+    browser.cookies[settings.CLICK_COOKIE_NAME] = click_id
+    return browser
+
+
+def _asset(response, path: str) -> None:
+    """Whatever happened, the answer is the asset, uncacheable, loadable from any site."""
+    asset, content_type, _ = PIXELS[path]
+    assert response.status_code == 200
+    assert response["Content-Type"] == content_type
+    assert response.content == asset
+    cache_control = {part.strip() for part in response["Cache-Control"].split(",")}
+    assert {"no-cache", "no-store", "must-revalidate", "max-age=0"} <= cache_control
+    assert response["Pragma"] == "no-cache"
+    assert "Expires" in response
+    assert response["Cross-Origin-Resource-Policy"] == "cross-origin"
+    assert "Set-Cookie" not in response
+
+
+def _logged(path: str, result: str, reason: str, http_status: int) -> InboundPostbackLog:
+    log = InboundPostbackLog.objects.get()
+    assert (log.method, log.path, log.result, log.reason, log.http_status) == (
+        "GET",
+        path,
+        result,
+        reason,
+        http_status,
+    )
+    return log
+
+
+# --- accepted -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", list(PIXELS))
+def test_pixel_with_the_click_cookie_records_the_conversion(browser, click, goal, path):
+    response = _with_cookie(browser, click.click_id).get(
+        path, {"order_id": "P-1", "token": TOKEN, "adv1": "crm"}
+    )
+
+    _asset(response, path)
+    conversion = Conversion.objects.get()
+    assert (conversion.click_id, conversion.goal, conversion.order_id, conversion.adv1) == (
+        click.click_id,
+        goal,
+        "P-1",
+        "crm",
+    )
+    assert (conversion.status, conversion.payout) == ("approved", Decimal("2.50"))
+    assert conversion.method == PIXELS[path][2]
+    log = _logged(path, "accepted", "", 200)
+    assert log.conversion == conversion
+    assert log.advertiser == click.offer.advertiser
+    assert log.click_id == click.click_id
+    assert log.params == {
+        "click_id": click.click_id,
+        "order_id": "P-1",
+        "token": "***",
+        "adv1": "crm",
+    }
+    assert log.headers == {"user-agent": UA, "referer": THANK_YOU}
+    assert log.ip == "81.2.69.160"
+
+
+def test_pixel_goal_amount_and_status(browser, click, goal):
+    factories.GoalFactory(
+        offer=goal.offer,
+        code="sale",
+        is_default=False,
+        payout_type=PayoutType.PERCENT,
+        revenue_type=PayoutType.PERCENT,
+        payout=Decimal("10"),
+        revenue=Decimal("15"),
+    )
+    _with_cookie(browser, click.click_id).get(
+        "/pixel",
+        {"goal": "sale", "amount": "49.90", "order_id": "S-9", "status": "pending", "token": TOKEN},
+    )
+    conversion = Conversion.objects.get()
+    assert (conversion.goal.code, conversion.sale_amount, conversion.payout) == (
+        "sale",
+        Decimal("49.90"),
+        Decimal("4.99"),
+    )
+    assert (conversion.order_id, conversion.status) == ("S-9", "pending")
+
+
+def test_the_page_loaded_twice_is_one_conversion(browser, click):
+    _with_cookie(browser, click.click_id)
+    for _ in range(2):
+        _asset(browser.get("/pixel", {"order_id": "R-1", "token": TOKEN}), "/pixel")
+    conversion = Conversion.objects.get()
+    assert list(InboundPostbackLog.objects.order_by("id").values_list("result", "conversion")) == [
+        ("accepted", conversion.pk),
+        ("duplicate", conversion.pk),
+    ]
+
+
+def test_no_token_needed_when_the_advertiser_does_not_require_one(browser, click):
+    advertiser = click.offer.advertiser
+    advertiser.require_token = False
+    advertiser.save()
+    _with_cookie(browser, click.click_id).get("/pixel.js")
+    assert Conversion.objects.get().method == "js"
+
+
+def test_click_cookie_set_by_click_is_what_the_pixel_uses(browser, offer, affiliate, goal):
+    """End to end in one browser: /click sets the cookie, the thank-you page's pixel sends it
+    back; the click is still in the Redis buffer (not drained) and is found there."""
+    offer.visibility = OfferVisibility.PUBLIC
+    offer.save()
+    redirect = browser.get("/click", {"offer_id": offer.pk, "aff_id": affiliate.pk})
+    assert redirect.status_code == 302
+    click_id = redirect.cookies[settings.CLICK_COOKIE_NAME].value
+
+    _asset(browser.get("/pixel", {"order_id": "E2E-1", "token": TOKEN}), "/pixel")
+    conversion = Conversion.objects.get()
+    assert (conversion.click_id, conversion.affiliate, conversion.method) == (
+        click_id,
+        affiliate,
+        "pixel",
+    )
+
+
+def test_coupon_code_without_a_cookie(browser, goal, affiliate):
+    CouponCode.objects.create(offer=goal.offer, affiliate=affiliate, code="SUMMER10")
+    _asset(
+        browser.get("/pixel", {"coupon_code": "summer10", "order_id": "C-1", "token": TOKEN}),
+        "/pixel",
+    )
+    conversion = Conversion.objects.get()
+    assert (conversion.affiliate, conversion.coupon_code, conversion.method) == (
+        affiliate,
+        "SUMMER10",
+        "coupon",
+    )
+
+
+# --- refused: still the asset, the reason in the log ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", list(PIXELS))
+def test_no_cookie_is_missing_click_id(browser, click, path):
+    _asset(browser.get(path, {"order_id": "N-1", "token": TOKEN}), path)
+    assert Conversion.objects.count() == 0
+    log = _logged(path, "rejected", "missing_click_id", 400)
+    assert (log.click_id, log.advertiser, log.order_id) == ("", None, "N-1")
+
+
+@pytest.mark.parametrize("name", ["click_id", "transaction_id", "clickid", "cid"])
+def test_a_click_id_in_the_query_is_ignored(browser, click, name):
+    """Only the cookie says which click converted: a pixel URL is public."""
+    _asset(browser.get("/pixel", {name: click.click_id, "token": TOKEN}), "/pixel")
+    assert Conversion.objects.count() == 0
+    _logged("/pixel", "rejected", "missing_click_id", 400)
+
+
+def test_the_cookie_wins_over_a_click_id_in_the_query(browser, click):
+    other = factories.ClickFactory(offer=click.offer)
+    _with_cookie(browser, click.click_id).get(
+        "/pixel", {"transaction_id": other.click_id, "token": TOKEN}
+    )
+    assert Conversion.objects.get().click_id == click.click_id
+
+
+@pytest.mark.parametrize("cookie", ["clk-does-not-exist", "x" * 300, "' OR 1=1 --", "{click_id}"])
+def test_unknown_click_cookie(browser, click, cookie):
+    _asset(_with_cookie(browser, cookie).get("/pixel", {"token": TOKEN}), "/pixel")
+    assert Conversion.objects.count() == 0
+    log = _logged("/pixel", "rejected", "unknown_click", 404)
+    assert len(log.click_id) <= 64
+
+
+def test_bad_token(browser, click):
+    _asset(_with_cookie(browser, click.click_id).get("/pixel", {"token": "wrong"}), "/pixel")
+    assert Conversion.objects.count() == 0
+    log = _logged("/pixel", "rejected", "bad_token", 403)
+    assert log.params["token"] == "***"
+
+
+def test_missing_token_when_required(browser, click):
+    _asset(_with_cookie(browser, click.click_id).get("/pixel/iframe"), "/pixel/iframe")
+    assert Conversion.objects.count() == 0
+    _logged("/pixel/iframe", "rejected", "bad_token", 403)
+
+
+def test_an_advertiser_with_an_ip_allowlist_cannot_use_pixels(browser, click):
+    advertiser = click.offer.advertiser
+    advertiser.ip_allowlist = ["203.0.113.0/24"]
+    advertiser.save()
+    _asset(_with_cookie(browser, click.click_id).get("/pixel", {"token": TOKEN}), "/pixel")
+    assert Conversion.objects.count() == 0
+    _logged("/pixel", "rejected", "ip_not_allowed", 403)
+
+
+def test_a_pixel_cannot_be_signed(browser, click):
+    """A browser cannot sign: an advertiser that requires signatures gets nothing from pixels,
+    even with signature headers (which pixels ignore)."""
+    from apps.advertisers.services import advertiser_rotate_signing_secret
+
+    advertiser = click.offer.advertiser
+    advertiser_rotate_signing_secret(advertiser=advertiser)
+    advertiser.require_signature = True
+    advertiser.save()
+    response = _with_cookie(browser, click.click_id).get(
+        "/pixel",
+        {"token": TOKEN},
+        headers={"X-OpenCPA-Timestamp": str(int(time.time())), "X-OpenCPA-Signature": "v1=00"},
+    )
+    _asset(response, "/pixel")
+    assert Conversion.objects.count() == 0
+    log = _logged("/pixel", "rejected", "signature_required", 403)
+    assert "x-opencpa-signature" not in log.headers
+
+
+def test_invalid_amount(browser, click):
+    _asset(
+        _with_cookie(browser, click.click_id).get("/pixel", {"amount": "1.234,56", "token": TOKEN}),
+        "/pixel",
+    )
+    assert Conversion.objects.count() == 0
+    _logged("/pixel", "rejected", "invalid_amount", 400)
+
+
+def test_too_many_parameters(browser, click):
+    query = "&".join(f"f{i}=1" for i in range(300))
+    _asset(_with_cookie(browser, click.click_id).get(f"/pixel?{query}"), "/pixel")
+    assert Conversion.objects.count() == 0
+    _logged("/pixel", "rejected", "malformed_request", 400)
+
+
+def test_an_internal_failure_still_answers_the_asset(browser, click, monkeypatch, caplog):
+    def broken(**kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(services, "postback_process", broken)
+    _asset(_with_cookie(browser, click.click_id).get("/pixel.js", {"token": TOKEN}), "/pixel.js")
+    assert Conversion.objects.count() == 0
+    assert "pixel conversion failed" in caplog.text
+
+
+# --- what is not a page view ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", list(PIXELS))
+def test_head_answers_without_recording(browser, click, path):
+    response = _with_cookie(browser, click.click_id).head(path, {"token": TOKEN})
+    assert response.status_code == 200
+    assert response["Content-Type"] == PIXELS[path][1]
+    assert Conversion.objects.count() == 0
+    assert InboundPostbackLog.objects.count() == 0
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_other_methods_are_not_allowed(browser, click, method):
+    response = getattr(_with_cookie(browser, click.click_id), method)(f"/pixel?token={TOKEN}")
+    assert response.status_code == 405
+    assert Conversion.objects.count() == 0
+    assert InboundPostbackLog.objects.count() == 0
+
+
+def test_the_iframe_may_be_framed_and_runs_nothing(browser, click):
+    response = browser.get("/pixel/iframe")
+    assert "X-Frame-Options" not in response
+    assert response["Content-Security-Policy"] == "default-src 'none'"
+    assert b"<script" not in response.content
+
+
+def test_the_image_pixel_is_a_valid_1x1_gif():
+    assert PIXEL_GIF.startswith(b"GIF89a")
+    assert int.from_bytes(PIXEL_GIF[6:8], "little") == 1  # width
+    assert int.from_bytes(PIXEL_GIF[8:10], "little") == 1  # height
+    assert PIXEL_GIF.endswith(b";")
