@@ -7,7 +7,7 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/opencpa
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export PORT
 
-.PHONY: install services db migrate seed run serve worker bench test lint format clean
+.PHONY: install services db migrate seed run serve worker bench bench-postbacks test lint format clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -53,6 +53,9 @@ worker: install services
 
 bench: install services
 	$(PY) bench/click_bench.py
+
+bench-postbacks: install services
+	$(PY) bench/postback_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

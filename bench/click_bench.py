@@ -16,103 +16,46 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = str(ROOT / ".venv" / "bin" / "python")
-UA = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0 Safari/537.36"
+from _common import (
+    PY,
+    ROOT,
+    UA,
+    bench_env,
+    process_stop,
+    server_start,
+    wrk_counter,
+    wrk_latency,
+    wrk_rps,
+    wrk_run,
 )
+from _common import django as _django
+from _common import run as _run
+from _common import wait_http as _wait_http
 
 
 def _env(args: argparse.Namespace) -> dict[str, str]:
-    base = urlsplit(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/opencpa"))
-    redis_base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    return {
-        **os.environ,
-        "DATABASE_URL": base._replace(path="/opencpa_bench").geturl(),
-        "REDIS_URL": f"{redis_base}/9",
-        "SECRET_KEY": "bench-only-secret",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "BENCH_ENDPOINTS": "1",
-        "WEB_WORKERS": str(args.web_workers),
-        "PORT": str(args.port),
-        "HOST": "127.0.0.1",
-        "DEBUG": "0",
-        "LOG_LEVEL": "WARNING",
-        "TRACKING_BASE_URL": f"http://127.0.0.1:{args.port}",
-    }
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> str:
-    return subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
-
-
-def _django(env: dict[str, str], code: str) -> str:
-    """Run a snippet with Django set up against the bench database; returns its stdout."""
-    prelude = (
-        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
-        "'config.settings.base'); django.setup()\n"
+    return bench_env(
+        database="opencpa_bench", redis_db=9, port=args.port, web_workers=args.web_workers
     )
-    return _run([PY, "-c", prelude + code], env)
 
 
 def _wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-H",
-            f"User-Agent: {UA}",
-            "-s",
-            str(ROOT / "bench" / "count_302.lua"),
-            url,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-    def latency(label: str) -> float:
-        match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not match:
-            return float("nan")
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
+    out = wrk_run(url, seconds, connections, script=ROOT / "bench" / "count_302.lua")
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50": latency("50%"),
-        "p99": latency("99%"),
-        "count_302": int(re.search(r"COUNT_302 (\d+)", out).group(1)),  # type: ignore[union-attr]
-        "count_other": int(re.search(r"COUNT_OTHER (\d+)", out).group(1)),  # type: ignore[union-attr]
+        "rps": wrk_rps(out),
+        "p50": wrk_latency(out, "50%"),
+        "p99": wrk_latency(out, "99%"),
+        "count_302": wrk_counter(out, "COUNT_302"),
+        "count_other": wrk_counter(out, "COUNT_OTHER"),
     }
-
-
-def _wait_http(port: int, timeout: float = 30.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/offer-unavailable/", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start")
 
 
 class LagSampler(threading.Thread):
@@ -156,14 +99,7 @@ def main() -> None:
     offer_id, affiliate_id = demo["offer_id"], demo["affiliate_id"]
     start = _django(env, "from django.utils import timezone; print(timezone.now().isoformat())")
 
-    server = subprocess.Popen(
-        ["scripts/serve.sh"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = server_start(env)
     worker = subprocess.Popen(
         [
             str(ROOT / ".venv/bin/celery"),
@@ -204,8 +140,7 @@ def main() -> None:
         sampler.join()
     finally:
         for process in (server, worker):
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+            process_stop(process)
     drain_rate = _drain_rate(env, offer_id, affiliate_id, args.drain_rows)
     result = {
         "machine": f"{os.cpu_count()} cores",

@@ -1,20 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from apps.commissions.models import Statement
-from apps.common.safe_http import UnsafeUrl, url_check_on_save
 from apps.conversions.models import Conversion
 from apps.offers.models import Goal, Offer
 from apps.offers.selectors import tracking_link
-from apps.partners.models import Affiliate, AffiliatePostback
-
-_http_url = URLValidator(schemes=["http", "https"])
+from apps.partners.models import Affiliate
 
 
 class GoalSerializer(serializers.ModelSerializer[Goal]):
@@ -143,39 +136,6 @@ class AffiliateSerializer(serializers.ModelSerializer[Affiliate]):
     class Meta:
         model = Affiliate
         fields = ["id", "name", "status", "referrer_id", "timezone", "created_at"]
-
-
-class AffiliatePostbackSerializer(serializers.ModelSerializer[AffiliatePostback]):
-    offer_id = serializers.IntegerField(required=False, allow_null=True)
-    goal_id = serializers.IntegerField(required=False, allow_null=True)
-    url = serializers.CharField(max_length=2000)
-
-    class Meta:
-        model = AffiliatePostback
-        fields = ["id", "url", "offer_id", "goal_id", "fire_on_pending", "is_active", "created_at"]
-        read_only_fields = ["id", "created_at"]
-
-    def validate_url(self, value: str) -> str:
-        try:
-            _http_url(value)  # the model's URLField rule: a well-formed URL, no white space
-            url_check_on_save(value)
-        except (DjangoValidationError, UnsafeUrl) as refused:
-            # One answer for every refusal: the reason would help someone probe our network.
-            raise serializers.ValidationError(
-                "Use a public http(s) URL without credentials.", code="url_not_allowed"
-            ) from refused
-        return value
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        offer_id, goal_id = attrs.get("offer_id"), attrs.get("goal_id")
-        runnable = self.context["runnable_offer_ids"]
-        if offer_id is not None and offer_id not in runnable:
-            raise serializers.ValidationError({"offer_id": "Unknown offer."}, code="unknown_offer")
-        if goal_id is not None and (
-            offer_id is None or not Goal.objects.filter(pk=goal_id, offer_id=offer_id).exists()
-        ):
-            raise serializers.ValidationError({"goal_id": "Unknown goal."}, code="unknown_goal")
-        return attrs
 
 
 class StatementSerializer(serializers.ModelSerializer[Statement]):

@@ -1,11 +1,12 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from apps.api import views
+from apps.api import affiliate_postbacks, conversion_actions, views
+from apps.api import reconciliation as reconciliation_views
 
 affiliate_router = SimpleRouter()
 affiliate_router.register(
-    "postbacks", views.AffiliatePostbackViewSet, basename="affiliate-postback"
+    "postbacks", affiliate_postbacks.AffiliatePostbackViewSet, basename="affiliate-postback"
 )
 
 urlpatterns = [
@@ -40,6 +41,16 @@ urlpatterns = [
         views.AffiliateStatementInvoice.as_view(),
         name="affiliate-statement-invoice",
     ),
+    path(
+        "affiliate/conversions/<int:pk>/resend-postbacks/",
+        affiliate_postbacks.AffiliateConversionResendPostbacks.as_view(),
+        name="affiliate-conversion-resend-postbacks",
+    ),
+    path(
+        "affiliate/signing-keys/",
+        affiliate_postbacks.AffiliateSigningKeys.as_view(),
+        name="affiliate-signing-keys",
+    ),
     path("affiliate/", include(affiliate_router.urls)),
     path("advertiser/offers/", views.AdvertiserOfferList.as_view(), name="advertiser-offers"),
     path(
@@ -48,10 +59,50 @@ urlpatterns = [
         name="advertiser-conversions",
     ),
     path("advertiser/stats/", views.AdvertiserStats.as_view(), name="advertiser-stats"),
+    path(
+        "advertiser/reconciliations/",
+        reconciliation_views.ReconciliationListCreate.as_view(),
+        name="advertiser-reconciliations",
+    ),
+    path(
+        "advertiser/reconciliations/<int:pk>/",
+        reconciliation_views.ReconciliationDetail.as_view(),
+        name="advertiser-reconciliation",
+    ),
+    path(
+        "advertiser/reconciliations/<int:pk>/apply/",
+        reconciliation_views.ReconciliationApply.as_view(),
+        name="advertiser-reconciliation-apply",
+    ),
+    path(
+        "advertiser/conversions/<int:pk>/scrub/",
+        conversion_actions.AdvertiserConversionScrub.as_view(),
+        name="advertiser-conversion-scrub",
+    ),
+    path(
+        "advertiser/conversions/<int:pk>/history/",
+        conversion_actions.AdvertiserConversionHistory.as_view(),
+        name="advertiser-conversion-history",
+    ),
     path("network/offers/", views.StaffOfferList.as_view(), name="network-offers"),
     path("network/affiliates/", views.StaffAffiliateList.as_view(), name="network-affiliates"),
     path("network/conversions/", views.StaffConversionList.as_view(), name="network-conversions"),
     path("network/stats/", views.StaffStats.as_view(), name="network-stats"),
+    path(
+        "network/conversions/<int:pk>/status/",
+        conversion_actions.StaffConversionStatus.as_view(),
+        name="network-conversion-status",
+    ),
+    path(
+        "network/conversions/<int:pk>/reverse/",
+        conversion_actions.StaffConversionReverse.as_view(),
+        name="network-conversion-reverse",
+    ),
+    path(
+        "network/conversions/<int:pk>/history/",
+        conversion_actions.StaffConversionHistory.as_view(),
+        name="network-conversion-history",
+    ),
     path(
         "network/quality-report/", views.StaffQualityReport.as_view(), name="network-quality-report"
     ),

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import generics, mixins, viewsets
+from rest_framework import generics
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,7 +34,7 @@ from apps.commissions.services import balance_for_affiliate
 from apps.conversions.models import Conversion
 from apps.offers.models import ConversionStatus, Offer
 from apps.offers.selectors import offer_list_for_advertiser, offer_list_for_affiliate
-from apps.partners.models import Affiliate, AffiliatePostback
+from apps.partners.models import Affiliate
 from apps.quality.selectors import quality_report
 from apps.stats.selectors import (
     FILTER_FIELDS,
@@ -220,32 +220,6 @@ class AffiliateStatementInvoice(AffiliateStatementDetail):
     @extend_schema(responses={(200, "text/html"): str})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         return HttpResponse(statement_invoice_html(statement=self.get_object()))
-
-
-class AffiliatePostbackViewSet(
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet[AffiliatePostback],
-):
-    permission_classes = [IsAffiliate]
-    serializer_class = serializers.AffiliatePostbackSerializer
-
-    def get_queryset(self) -> QuerySet[AffiliatePostback]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no caller
-            return AffiliatePostback.objects.none()
-        return AffiliatePostback.objects.filter(affiliate=affiliate_of(self.request)).order_by("id")
-
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = dict(super().get_serializer_context())
-        if self.request.method == "POST":
-            offers = offer_list_for_affiliate(affiliate=affiliate_of(self.request))
-            context["runnable_offer_ids"] = set(offers.values_list("pk", flat=True))
-        return context
-
-    def perform_create(self, serializer: Any) -> None:
-        serializer.save(affiliate=affiliate_of(self.request))
 
 
 # --- Advertiser --------------------------------------------------------------------------------

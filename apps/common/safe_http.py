@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -23,6 +24,9 @@ from apps.common.net import IPAddress, ip_is_public, ip_parse
 
 USER_AGENT = "OpenCPA-Postback/1.0"
 _BLOCKED_HOST_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
+# What a DNS name may hold once IDNA-encoded; anything else ("%31", a tab) is not a name a resolver
+# should be asked about (some resolvers decode or cut such names in surprising ways).
+_HOSTNAME = re.compile(r"[a-z0-9_.-]{1,253}")
 
 
 class UnsafeUrl(Exception):
@@ -72,10 +76,31 @@ def url_check_shape(url: str) -> tuple[str, str, int]:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise UnsafeUrl("missing_host")
+    if ip_parse(host) is None and not _hostname_ok(host):
+        raise UnsafeUrl("malformed_url")
     local_name = host == "localhost" or host.endswith(_BLOCKED_HOST_SUFFIXES)
     if local_name and not settings.OUTBOUND_ALLOW_LOOPBACK:
         raise UnsafeUrl("address_not_public")
     return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+
+
+def _hostname_ok(host: str) -> bool:
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _HOSTNAME.fullmatch(ascii_host.lower()) is not None
+
+
+def request_target(url: str) -> str:
+    """The path and query as they go on the request line: http.client sends it as ASCII, so
+    anything else is percent-encoded and the rest kept (a signature over the target signs these
+    exact bytes)."""
+    parts = urlsplit(url)
+    return quote(
+        (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+        safe="/?&=%:@!$'()*+,;~-._",
+    )
 
 
 def _resolve_checked(host: str, port: int) -> list[IPAddress]:
@@ -167,12 +192,7 @@ def safe_request(
     """
     scheme, host, port = url_check_shape(url)
     addresses = _resolve_checked(host, port)
-    parts = urlsplit(url)
-    # http.client sends the request line as ASCII: percent-encode anything else, keep the rest.
-    target = quote(
-        (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-        safe="/?&=%:@!$'()*+,;~-._",
-    )
+    target = request_target(url)
     started = time.monotonic()
     connection_class = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
     connection = connection_class(host, port, addresses, started + timeout)

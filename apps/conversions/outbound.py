@@ -1,45 +1,125 @@
-"""Telling affiliates about their conversions: their postback URLs, called safely, logged."""
+"""Telling affiliates about their conversions: a durable outbox, delivered safely, logged.
+
+1. `outbox_write` runs in the transaction that records a conversion or changes its status and adds
+   one PostbackOutbox row per affiliate postback that wants to hear about that status (INSERT ...
+   ON CONFLICT DO NOTHING: a replay adds nothing). The row commits with the change or not at all,
+   so neither a broker outage nor a worker crash can lose the event.
+2. A worker claims due rows (SELECT ... FOR UPDATE SKIP LOCKED) and leases them: attempts + 1 and
+   next_attempt_at pushed past the longest the calls can take, committed before any call goes out.
+   A worker killed mid-call leaves a row that simply comes due again when the lease runs out.
+3. Each attempt is one OutboundPostbackDelivery row. A 2xx within the timeout delivers the row;
+   anything else reschedules it on the published backoff until OUTBOUND_POSTBACK_MAX_ATTEMPTS.
+   The result is written under the row's lock and only by the lease holder, so two workers never
+   both record the event as delivered (delivery_one_success backs this up in the database).
+
+Only the conversion's current status is ever announced: a row whose status the conversion has
+since left (pending, then approved before the pending call got through) is cancelled, not sent.
+
+GET postbacks carry the macros in the URL; POST ones also send them as a JSON body. Signed
+postbacks (Standard Webhooks) sign "{webhook-id}.{webhook-timestamp}.{payload}", where payload is
+the JSON body for POST and, for GET, which has no body, the request target as sent ("/pb?cid=..."),
+so the query string the data travels in is what is signed. webhook-id is "msg_<outbox id>", the
+same on every retry, so a receiver can de-duplicate.
+"""
 
 from __future__ import annotations
 
 import http.client
+import json
 import logging
+import secrets
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, QuerySet, Value
+from django.db.models.functions import Concat, Left
+from django.utils import timezone
 
+from apps.common.errors import DomainError
 from apps.common.money import money_round
-from apps.common.safe_http import UnsafeUrl, safe_request
-from apps.conversions.models import Conversion, OutboundPostbackDelivery
+from apps.common.safe_http import UnsafeUrl, request_target, safe_request
+from apps.conversions.models import (
+    Conversion,
+    OutboundPostbackDelivery,
+    OutboxState,
+    PostbackOutbox,
+)
 from apps.offers.models import ConversionStatus
 from apps.partners.models import AffiliatePostback
+from apps.partners.services import webhook_headers
 from apps.tracking.macros import macro_render
 
 logger = logging.getLogger(__name__)
 
-# Seconds to wait before attempt n+1 (index n-1); after the last, the delivery gives up.
-# Kept under the broker visibility timeout (1 h) so a countdown task is never redelivered early;
-# the long, durable schedule comes with the PostgreSQL outbox.
-RETRY_BACKOFF_SECONDS = (5, 30, 120, 300, 900, 1800, 1800)
+CLAIM_BATCH_SIZE = 10
+# More rows than this at once are kicked as one "deliver what is due" run, not by id.
+KICK_MAX_IDS = 50
+# Added to the lease on top of the calls' own deadlines: time to write the result.
+LEASE_MARGIN_SECONDS = 5
+# One beat run delivers for at most this long; the next run (seconds later) carries on.
+DELIVER_DUE_BUDGET_SECONDS = 50
+BACKFILL_DEFAULT_DAYS = 7
+BACKFILL_MAX_DAYS = 30
+BACKFILL_MAX_ROWS = 10_000
+# A resume requeues what was held back while the postback was paused, but not older than this:
+# months of stale events would flood a tracker that was fixed today.
+RESUME_MAX_DAYS = 30
+# last_error prefix of rows held back by a pause; a resume requeues exactly those.
+PAUSED_NOTE = "paused: "
+RESPONSE_BODY_MAX = 1024
+
+# Which postbacks fire on which status (keyed by the plain value: a TextChoices member does not
+# hash like its string).
+_STATUS_OPTION = {
+    ConversionStatus.APPROVED.value: Q(),
+    ConversionStatus.PENDING.value: Q(fire_on_pending=True),
+    ConversionStatus.REJECTED.value: Q(fire_on_reversal=True),
+    ConversionStatus.REVERSED.value: Q(fire_on_reversal=True),
+}
+
+
+class OutboxError(DomainError):
+    """A request about the outbox that cannot be honoured; `code` is stable."""
+
+
+# --- who hears about what -------------------------------------------------------------------------
+
+
+def _scope(*, offer_id: int, goal_id: int) -> Q:
+    return (
+        Q(offer__isnull=True)
+        | Q(offer_id=offer_id, goal__isnull=True)
+        | Q(offer_id=offer_id, goal_id=goal_id)
+    )
 
 
 def postbacks_for_conversion(conversion: Conversion) -> QuerySet[AffiliatePostback]:
-    """The affiliate's active postbacks whose scope (all, offer, goal) covers this conversion."""
-    scope = (
-        Q(offer__isnull=True)
-        | Q(offer_id=conversion.offer_id, goal__isnull=True)
-        | Q(offer_id=conversion.offer_id, goal_id=conversion.goal_id)
+    """The affiliate's active postbacks whose scope (all, offer, goal) covers this conversion and
+    that fire on its status: approved always, pending and rejected/reversed when asked for.
+    Paused postbacks are included: their rows are written held back, for the resume."""
+    option = _STATUS_OPTION.get(conversion.status)
+    if option is None:
+        return AffiliatePostback.objects.none()
+    return AffiliatePostback.objects.filter(
+        _scope(offer_id=conversion.offer_id, goal_id=conversion.goal_id),
+        option,
+        affiliate_id=conversion.affiliate_id,
+        is_active=True,
     )
-    postbacks = AffiliatePostback.objects.filter(
-        scope, affiliate_id=conversion.affiliate_id, is_active=True
-    )
-    if conversion.status == ConversionStatus.PENDING:
-        return postbacks.filter(fire_on_pending=True)
-    if conversion.status != ConversionStatus.APPROVED:
-        return postbacks.none()
-    return postbacks
+
+
+def _postback_covers(postback: AffiliatePostback, conversion: Conversion) -> bool:
+    return postbacks_for_conversion(conversion).filter(pk=postback.pk).exists()
+
+
+# --- macros -------------------------------------------------------------------------------------
 
 
 def _amount_text(amount: Decimal, currency: str) -> str:
@@ -80,51 +160,569 @@ def postback_macros(conversion: Conversion) -> dict[str, object]:
     }
 
 
-def postback_deliver(*, conversion_id: int, postback_id: int) -> OutboundPostbackDelivery | None:
-    """Make one attempt to deliver; returns its log row, or None when nothing is left to do."""
-    conversion = Conversion.objects.select_related("goal").filter(pk=conversion_id).first()
-    # Checked again at each attempt, not only at fan-out: a postback the affiliate switched off, or
-    # a conversion no longer in its scope (rejected meanwhile, say), is not called on a retry.
-    postback = (
-        postbacks_for_conversion(conversion).filter(pk=postback_id).first()
-        if conversion is not None
-        else None
-    )
-    if conversion is None or postback is None:
-        logger.warning(
-            "postback %s / conversion %s gone or out of scope; dropping", postback_id, conversion_id
+def sample_macros(postback: AffiliatePostback, *, now: datetime) -> dict[str, object]:
+    """Made-up values of every macro for a test fire; recognisably not a real conversion."""
+    return {
+        "click_id": "test0000000000000000000000",
+        "offer_id": postback.offer_id or 0,
+        "aff_id": postback.affiliate_id,
+        "sub1": "test_sub1",
+        "sub2": "test_sub2",
+        "sub3": "test_sub3",
+        "sub4": "test_sub4",
+        "sub5": "test_sub5",
+        "source_id": "test_source",
+        "aff_click_id": "test_aff_click_id",
+        "creative_id": "",
+        "country": "US",
+        "ip": "192.0.2.1",
+        "timestamp": int(now.timestamp()),
+        "goal": postback.goal.code if postback.goal is not None else "test",
+        "payout": "1.00",
+        "currency": "USD",
+        "conversion_id": 0,
+        "status": ConversionStatus.APPROVED.value,
+        "order_id": "test-order",
+        "sale_amount": "10.00",
+    }
+
+
+# --- writing the outbox -------------------------------------------------------------------------
+
+_INSERT_SQL = """
+INSERT INTO conversions_postbackoutbox
+    (conversion_id, postback_id, conversion_status, state, attempts, next_attempt_at,
+     last_error, created_at, updated_at)
+SELECT c, p, s, st, 0, CASE WHEN st = 'pending' THEN %(now)s END, e, %(now)s, %(now)s
+FROM unnest(%(conversions)s::bigint[], %(postbacks)s::bigint[], %(statuses)s::text[],
+            %(states)s::text[], %(errors)s::text[]) AS t(c, p, s, st, e)
+WHERE NOT EXISTS (
+    SELECT 1 FROM conversions_outboundpostbackdelivery d
+    WHERE d.conversion_id = c AND d.postback_id = p AND d.conversion_status = s AND d.succeeded
+)
+ON CONFLICT (conversion_id, postback_id, conversion_status) DO NOTHING
+RETURNING id, state
+"""
+
+
+def _outbox_insert(
+    rows: Sequence[tuple[int, AffiliatePostback, str]], *, now: datetime
+) -> list[int]:
+    """Insert (conversion id, postback, status) events; returns the ids of new *pending* rows.
+
+    A paused postback's rows go in held back (cancelled with PAUSED_NOTE) for its resume. An
+    event the delivery log already shows delivered (before the outbox existed) is left out."""
+    if not rows:
+        return []
+    params: dict[str, Any] = {
+        "now": now,
+        "conversions": [conversion_id for conversion_id, _, _ in rows],
+        "postbacks": [postback.pk for _, postback, _ in rows],
+        "statuses": [status for _, _, status in rows],
+        "states": [
+            OutboxState.CANCELLED if postback.paused_at else OutboxState.PENDING
+            for _, postback, _ in rows
+        ],
+        "errors": [PAUSED_NOTE if postback.paused_at else "" for _, postback, _ in rows],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL, params)
+        inserted = cursor.fetchall()
+    return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
+
+
+def outbox_write(*, conversion: Conversion, now: datetime) -> list[int]:
+    """Call inside the transaction that recorded the conversion or changed its status. Returns
+    the ids of the rows now waiting to be delivered (kick them after commit)."""
+    postbacks = postbacks_for_conversion(conversion)
+    return _outbox_insert([(conversion.pk, pb, conversion.status) for pb in postbacks], now=now)
+
+
+def outbox_kick(outbox_ids: Iterable[int]) -> None:
+    """After commit, ask a worker to deliver these rows now. Best effort: the beat job delivers
+    anything a broker outage kept from being sent here."""
+    ids = list(outbox_ids)
+    if ids:
+        transaction.on_commit(lambda: _kick_now(ids))
+
+
+def _kick_now(outbox_ids: list[int]) -> None:
+    from apps.conversions import tasks  # noqa: PLC0415 - tasks imports us
+
+    try:
+        if len(outbox_ids) > KICK_MAX_IDS:
+            # A backfill or a resume: no message full of ids, a run over everything due.
+            tasks.deliver_due_postbacks.delay()
+        else:
+            tasks.deliver_outbox.delay(outbox_ids)
+    except Exception:
+        logger.exception("could not enqueue delivery of %s outbox rows", len(outbox_ids))
+
+
+# --- claiming and delivering --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased row: only the holder of this exact (attempts, lease) may record the result."""
+
+    outbox_id: int
+    attempts: int
+    lease_until: datetime
+
+
+def _lease(rows: int) -> timedelta:
+    # The batch is called one row after another, each bounded by the timeout; the lease must
+    # outlast all of them or a live worker's row would be claimed again mid-batch.
+    timeout = float(settings.OUTBOUND_POSTBACK_TIMEOUT_SECONDS)
+    return timedelta(seconds=(rows + 1) * timeout + LEASE_MARGIN_SECONDS)
+
+
+def outbox_claim(
+    *, now: datetime, limit: int = CLAIM_BATCH_SIZE, outbox_ids: Sequence[int] | None = None
+) -> list[Claim]:
+    """Lease up to `limit` due rows (only among outbox_ids when given). Commits before returning,
+    so the lease holds even if the caller dies before writing anything else."""
+    with transaction.atomic():
+        due = PostbackOutbox.objects.select_for_update(skip_locked=True).filter(
+            state=OutboxState.PENDING, next_attempt_at__lte=now
         )
-        return None
-    done = OutboundPostbackDelivery.objects.filter(
-        conversion=conversion, postback=postback, conversion_status=conversion.status
-    )
-    if done.filter(succeeded=True).exists():
-        return None
-    url = macro_render(postback.url, postback_macros(conversion))
-    delivery = OutboundPostbackDelivery(
-        conversion=conversion,
-        postback=postback,
-        conversion_status=conversion.status,
-        attempt=done.count() + 1,
-        url=url[:4000],
-    )
+        if outbox_ids is not None:
+            due = due.filter(pk__in=list(outbox_ids))
+        rows = list(due.order_by("next_attempt_at", "id").values_list("pk", "attempts")[:limit])
+        if not rows:
+            return []
+        lease_until = now + _lease(len(rows))
+        claims = [Claim(pk, attempts + 1, lease_until) for pk, attempts in rows]
+        for claim in claims:
+            PostbackOutbox.objects.filter(pk=claim.outbox_id).update(
+                attempts=claim.attempts, next_attempt_at=lease_until, updated_at=now
+            )
+    return claims
+
+
+def _backoff(attempts_done: int) -> timedelta:
+    """The published schedule (seconds before attempt n+1), plus up to 10% so that the retries of
+    a receiver that was down do not all land in the same second when it comes back."""
+    schedule = list(settings.OUTBOUND_POSTBACK_BACKOFF_SECONDS) or [60]
+    base = float(schedule[min(attempts_done - 1, len(schedule) - 1)])
+    return timedelta(seconds=base + secrets.SystemRandom().uniform(0, base * 0.1))
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    url: str
+    body: bytes | None
+    headers: dict[str, str]
+
+
+def _call_build(
+    postback: AffiliatePostback, macros: dict[str, object], *, message_id: str, now: datetime
+) -> _Call:
+    url = macro_render(postback.url, macros)
+    body: bytes | None = None
+    headers: dict[str, str] = {}
+    if postback.http_method == "POST":
+        body = json.dumps(macros, separators=(",", ":"), ensure_ascii=False).encode()
+        headers["Content-Type"] = "application/json"
+    if postback.sign:
+        payload = body.decode() if body is not None else request_target(url)
+        headers |= webhook_headers(
+            affiliate_id=postback.affiliate_id, message_id=message_id, payload=payload, now=now
+        )
+    return _Call(method=postback.http_method, url=url, body=body, headers=headers)
+
+
+def _attempt(call: _Call) -> OutboundPostbackDelivery:
+    """Make the call; an unsaved log row holding what happened."""
+    delivery = OutboundPostbackDelivery(url=call.url[:4000], http_method=call.method)
     try:
         response = safe_request(
-            "GET", url, timeout=settings.OUTBOUND_POSTBACK_TIMEOUT_SECONDS, max_body=1024
+            call.method,
+            call.url,
+            timeout=settings.OUTBOUND_POSTBACK_TIMEOUT_SECONDS,
+            body=call.body,
+            headers=call.headers,
+            max_body=RESPONSE_BODY_MAX,
         )
     except UnsafeUrl as refused:
         delivery.error = f"refused: {refused.code}"
     except (OSError, http.client.HTTPException, ValueError) as failure:
-        # ValueError: http.client refuses a request line it cannot encode (non-ASCII in the path).
+        # ValueError: http.client refuses a request line it cannot encode.
         delivery.error = f"{type(failure).__name__}: {failure}"[:255]
     else:
         delivery.http_status = response.status
         delivery.latency_ms = response.latency_ms
-        delivery.response_body = response.body[:1024].replace("\x00", "")
+        delivery.response_body = response.body[:RESPONSE_BODY_MAX].replace("\x00", "")
         delivery.succeeded = 200 <= response.status < 300
-    try:
-        with transaction.atomic():
-            delivery.save()
-    except IntegrityError:
-        return None  # a concurrent run already recorded the success
     return delivery
+
+
+def _not_deliverable(row: PostbackOutbox) -> str:
+    """Why this row must not be sent any more ("" when it may)."""
+    postback, conversion = row.postback, row.conversion
+    if not postback.is_active:
+        return "postback switched off"
+    if postback.paused_at is not None:
+        return PAUSED_NOTE + "postback paused"
+    if conversion.status != row.conversion_status:
+        return f"superseded: the conversion is now {conversion.status}"
+    if not _postback_covers(postback, conversion):
+        return "postback no longer covers this conversion"
+    return ""
+
+
+def outbox_deliver_claimed(claim: Claim) -> OutboundPostbackDelivery | None:
+    """Make the claimed attempt; returns its saved log row, or None when nothing was sent."""
+    row = (
+        PostbackOutbox.objects.select_related("conversion__goal", "postback")
+        .filter(pk=claim.outbox_id)
+        .first()
+    )
+    if row is None:
+        return None
+    if row.state != OutboxState.PENDING or row.attempts != claim.attempts:
+        return None  # the lease ran out and another worker took the row over, or staff did
+    reason = _not_deliverable(row)
+    if reason:
+        PostbackOutbox.objects.filter(
+            pk=row.pk, state=OutboxState.PENDING, attempts=claim.attempts
+        ).update(
+            state=OutboxState.CANCELLED,
+            attempts=claim.attempts - 1,  # nothing was attempted
+            next_attempt_at=None,
+            last_error=reason[:255],
+            updated_at=timezone.now(),
+        )
+        logger.info("outbox %s not sent: %s", row.pk, reason)
+        return None
+    call = _call_build(
+        row.postback,
+        postback_macros(row.conversion),
+        message_id=f"msg_{row.pk}",
+        now=timezone.now(),
+    )
+    delivery = _attempt(call)
+    delivery.conversion = row.conversion
+    delivery.outbox = row
+    delivery.postback = row.postback
+    delivery.conversion_status = row.conversion_status
+    delivery.attempt = claim.attempts
+    return _result_record(claim, delivery)
+
+
+def _result_record(
+    claim: Claim, delivery: OutboundPostbackDelivery
+) -> OutboundPostbackDelivery | None:
+    now = timezone.now()
+    with transaction.atomic():
+        row = PostbackOutbox.objects.select_for_update().filter(pk=claim.outbox_id).first()
+        if row is None:
+            return None  # the conversion was deleted meanwhile
+        try:
+            with transaction.atomic():
+                delivery.save()
+        except IntegrityError:
+            # delivery_one_success: the event was delivered already (by a holder that took over
+            # after this one's lease ran out). The row is done, whoever marked it.
+            if row.state != OutboxState.DELIVERED:
+                row.state = OutboxState.DELIVERED
+                row.delivered_at = now
+                row.next_attempt_at = None
+                row.save(update_fields=["state", "delivered_at", "next_attempt_at", "updated_at"])
+            return None
+        if delivery.succeeded:
+            # Delivered is the truth whoever holds the lease now; a holder still calling will find
+            # the row no longer pending and only log its attempt.
+            row.state = OutboxState.DELIVERED
+            row.delivered_at = now
+            row.next_attempt_at = None
+            row.last_error = ""
+            row.save(
+                update_fields=[
+                    "state",
+                    "delivered_at",
+                    "next_attempt_at",
+                    "last_error",
+                    "updated_at",
+                ]
+            )
+            return delivery
+        owned = (
+            row.state == OutboxState.PENDING
+            and row.attempts == claim.attempts
+            and row.next_attempt_at == claim.lease_until
+        )
+        if owned:
+            row.last_error = (delivery.error or f"HTTP {delivery.http_status}")[:255]
+            if claim.attempts >= settings.OUTBOUND_POSTBACK_MAX_ATTEMPTS:
+                row.state = OutboxState.FAILED
+                row.next_attempt_at = None
+            else:
+                row.next_attempt_at = now + _backoff(claim.attempts)
+            row.save(update_fields=["state", "last_error", "next_attempt_at", "updated_at"])
+    return delivery
+
+
+def outbox_deliver_due(
+    *, outbox_ids: Sequence[int] | None = None, budget_seconds: float = DELIVER_DUE_BUDGET_SECONDS
+) -> int:
+    """Claim and deliver due rows in small batches until none are due or the budget is spent
+    (only among outbox_ids when given). Returns how many attempts were made.
+
+    A row delivered or failed is no longer due, so the loop ends; a failure's retry waits for
+    a later run (the schedule starts at seconds)."""
+    attempts = 0
+    deadline = time.monotonic() + budget_seconds
+    while time.monotonic() < deadline:
+        claims = outbox_claim(now=timezone.now(), outbox_ids=outbox_ids)
+        for claim in claims:
+            attempts += outbox_deliver_claimed(claim) is not None
+        if not claims:
+            break
+    return attempts
+
+
+# --- pausing a postback that keeps failing --------------------------------------------------------
+
+
+def postback_failing_since(*, postback_id: int) -> datetime | None:
+    """When the current run of failures began: the first failed attempt since the last success
+    (test fires aside); None when the last attempt succeeded or there was none."""
+    log = OutboundPostbackDelivery.objects.filter(postback_id=postback_id, is_test=False)
+    last_success = log.filter(succeeded=True).order_by("-id").values_list("id", flat=True).first()
+    failures = log.filter(succeeded=False)
+    if last_success is not None:
+        failures = failures.filter(id__gt=last_success)
+    return failures.order_by("id").values_list("created_at", flat=True).first()
+
+
+def postbacks_pause_failing(*, now: datetime) -> list[int]:
+    """Pause every postback whose deliveries all failed for OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS.
+
+    Only postbacks still being tried are looked at (a pending row with an attempt behind it, or a
+    row given up on lately), so this stays cheap however many postbacks there are."""
+    window = timedelta(hours=settings.OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS)
+    candidates = set(
+        PostbackOutbox.objects.filter(
+            Q(state=OutboxState.PENDING, attempts__gte=1)
+            | Q(state=OutboxState.FAILED, updated_at__gte=now - timedelta(hours=1)),
+            postback__paused_at__isnull=True,
+        ).values_list("postback_id", flat=True)
+    )
+    paused = []
+    for postback_id in sorted(candidates):
+        since = postback_failing_since(postback_id=postback_id)
+        if since is None or since > now - window:
+            continue
+        reason = f"No successful delivery since {since:%Y-%m-%d %H:%M} UTC; resume after fixing it."
+        if postback_pause(postback_id=postback_id, reason=reason, now=now):
+            paused.append(postback_id)
+    return paused
+
+
+@transaction.atomic
+def postback_pause(*, postback_id: int, reason: str, now: datetime) -> bool:
+    """Stop calling the URL: the postback is marked paused (the affiliate sees why) and its
+    waiting rows are held back for the resume. False when it was paused already."""
+    changed = AffiliatePostback.objects.filter(pk=postback_id, paused_at__isnull=True).update(
+        paused_at=now, pause_reason=reason[:255]
+    )
+    if not changed:
+        return False
+    PostbackOutbox.objects.filter(postback_id=postback_id, state=OutboxState.PENDING).update(
+        state=OutboxState.CANCELLED,
+        next_attempt_at=None,
+        last_error=Left(Concat(Value(PAUSED_NOTE), "last_error"), 255),
+        updated_at=now,
+    )
+    logger.warning("postback %s paused: %s", postback_id, reason)
+    return True
+
+
+@transaction.atomic
+def postback_resume(*, postback_id: int, now: datetime) -> int:
+    """Call the URL again: clears the pause and requeues what the pause held back (the last
+    RESUME_MAX_DAYS of it) with a fresh set of attempts. Returns how many rows were requeued."""
+    AffiliatePostback.objects.filter(pk=postback_id).update(paused_at=None, pause_reason="")
+    held = PostbackOutbox.objects.filter(
+        postback_id=postback_id,
+        state=OutboxState.CANCELLED,
+        last_error__startswith=PAUSED_NOTE,
+        created_at__gte=now - timedelta(days=RESUME_MAX_DAYS),
+    )
+    ids = list(held.values_list("pk", flat=True))
+    _requeue(ids, now=now)
+    return len(ids)
+
+
+# --- staff and affiliates asking for (re)delivery -----------------------------------------------
+
+
+def _requeue(outbox_ids: list[int], *, now: datetime) -> None:
+    PostbackOutbox.objects.filter(pk__in=outbox_ids).update(
+        state=OutboxState.PENDING, attempts=0, next_attempt_at=now, last_error="", updated_at=now
+    )
+    outbox_kick(outbox_ids)
+
+
+@dataclass(frozen=True)
+class Resend:
+    queued: int
+    already_delivered: int
+
+
+@transaction.atomic
+def outbox_resend(*, outbox_ids: Iterable[int], now: datetime) -> Resend:
+    """Send these rows again, now, with a fresh set of attempts.
+
+    A row already delivered is left alone: delivery_one_success allows one successful delivery
+    per event in the log."""
+    rows = PostbackOutbox.objects.select_for_update().filter(pk__in=list(outbox_ids))
+    delivered = rows.filter(state=OutboxState.DELIVERED).count()
+    ids = list(
+        rows.exclude(state=OutboxState.DELIVERED).order_by("pk").values_list("pk", flat=True)
+    )
+    _requeue(ids, now=now)
+    return Resend(queued=len(ids), already_delivered=delivered)
+
+
+@transaction.atomic
+def outbox_cancel(*, outbox_ids: Iterable[int], now: datetime) -> int:
+    """Staff: stop trying these rows."""
+    return PostbackOutbox.objects.filter(pk__in=list(outbox_ids), state=OutboxState.PENDING).update(
+        state=OutboxState.CANCELLED, next_attempt_at=None, last_error="cancelled", updated_at=now
+    )
+
+
+@transaction.atomic
+def conversion_postbacks_resend(*, conversion_id: int, affiliate_id: int, now: datetime) -> Resend:
+    """The affiliate asks for its postbacks about one of its conversions again: rows are written
+    for postbacks that cover it (one added since, say) and the undelivered ones requeued."""
+    conversion = (
+        Conversion.objects.select_for_update()
+        .filter(pk=conversion_id, affiliate_id=affiliate_id)
+        .first()
+    )
+    if conversion is None:
+        raise OutboxError("conversion_not_found", http_status=404)
+    outbox_write(conversion=conversion, now=now)
+    current = PostbackOutbox.objects.filter(
+        conversion=conversion,
+        conversion_status=conversion.status,
+        postback__is_active=True,
+        postback__paused_at__isnull=True,
+    )
+    return outbox_resend(outbox_ids=current.values_list("pk", flat=True), now=now)
+
+
+@transaction.atomic
+def postback_backfill(*, postback_id: int, now: datetime, days: int = BACKFILL_DEFAULT_DAYS) -> int:
+    """Write rows for the conversions of the last `days` days this postback covers (a postback
+    just added, say), at most BACKFILL_MAX_ROWS, newest first. Returns how many were queued."""
+    if not 1 <= days <= BACKFILL_MAX_DAYS:
+        raise OutboxError("invalid_days", message=f"days must be 1 to {BACKFILL_MAX_DAYS}")
+    postback = AffiliatePostback.objects.select_for_update().filter(pk=postback_id).first()
+    if postback is None or not postback.is_active:
+        raise OutboxError("postback_not_active", http_status=409)
+    if postback.paused_at is not None:
+        raise OutboxError("postback_paused", http_status=409, message="resume it first")
+    statuses = [status for status in _STATUS_OPTION if _option_holds(postback, status)]
+    conversions = Conversion.objects.filter(
+        affiliate_id=postback.affiliate_id,
+        created_at__gte=now - timedelta(days=days),
+        status__in=statuses,
+    )
+    if postback.offer_id is not None:
+        conversions = conversions.filter(offer_id=postback.offer_id)
+    if postback.goal_id is not None:
+        conversions = conversions.filter(goal_id=postback.goal_id)
+    rows = conversions.order_by("-created_at").values_list("pk", "status")[:BACKFILL_MAX_ROWS]
+    ids = _outbox_insert([(pk, postback, status) for pk, status in rows], now=now)
+    outbox_kick(ids)
+    return len(ids)
+
+
+def _option_holds(postback: AffiliatePostback, status: str) -> bool:
+    if status == ConversionStatus.PENDING:
+        return postback.fire_on_pending
+    if status in (ConversionStatus.REJECTED, ConversionStatus.REVERSED):
+        return postback.fire_on_reversal
+    return status == ConversionStatus.APPROVED
+
+
+# --- test fire ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FireResult:
+    """What the affiliate is told: "delivered", "failed" or "refused" (an SSRF refusal, with no
+    word about the target), and the HTTP status and latency when there was an answer."""
+
+    result: str
+    http_status: int | None
+    latency_ms: int | None
+
+
+def postback_test_fire(*, postback_id: int, now: datetime) -> FireResult:
+    """Call the postback's URL once with sample values; logged as a test delivery."""
+    postback = AffiliatePostback.objects.select_related("goal").filter(pk=postback_id).first()
+    if postback is None:
+        raise OutboxError("postback_not_found", http_status=404)
+    call = _call_build(
+        postback,
+        sample_macros(postback, now=now),
+        message_id=f"msg_test_{uuid.uuid4().hex}",
+        now=now,
+    )
+    delivery = _attempt(call)
+    delivery.postback = postback
+    delivery.is_test = True
+    delivery.conversion_status = ConversionStatus.APPROVED
+    delivery.attempt = 1
+    delivery.save()
+    if delivery.error.startswith("refused: "):
+        return FireResult(result="refused", http_status=None, latency_ms=None)
+    return FireResult(
+        result="delivered" if delivery.succeeded else "failed",
+        http_status=delivery.http_status,
+        latency_ms=delivery.latency_ms,
+    )
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+_PRUNE_INBOUND_SQL = """
+DELETE FROM conversions_inboundpostbacklog WHERE id IN (
+    SELECT id FROM conversions_inboundpostbacklog WHERE created_at < %s ORDER BY id LIMIT %s
+)
+"""
+_PRUNE_DELIVERIES_SQL = """
+DELETE FROM conversions_outboundpostbackdelivery WHERE id IN (
+    SELECT id FROM conversions_outboundpostbackdelivery WHERE created_at < %s ORDER BY id LIMIT %s
+)
+"""
+
+
+def logs_prune(*, now: datetime, batch_size: int = 5000, max_batches: int = 20) -> tuple[int, bool]:
+    """Delete inbound postback log rows older than INBOUND_LOG_RETENTION_DAYS and delivery
+    attempts older than OUTBOUND_DELIVERY_RETENTION_DAYS, one short transaction per batch.
+    Returns (rows deleted, whether more are left for another run)."""
+    plans = [
+        (_PRUNE_INBOUND_SQL, now - timedelta(days=settings.INBOUND_LOG_RETENTION_DAYS)),
+        (_PRUNE_DELIVERIES_SQL, now - timedelta(days=settings.OUTBOUND_DELIVERY_RETENTION_DAYS)),
+    ]
+    deleted = 0
+    more = False
+    for sql, cutoff in plans:
+        for _ in range(max_batches):
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, [cutoff, batch_size])
+                count = cursor.rowcount
+            deleted += count
+            if count < batch_size:
+                break
+        else:
+            more = True
+    return deleted, more

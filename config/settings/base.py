@@ -128,6 +128,17 @@ CELERY_BEAT_SCHEDULE = {
     # Idempotent: rebuilding a period that already has its statements changes nothing.
     "commissions-build-statements": {"task": "commissions.build_statements", "schedule": 3600},
     "commissions-ledger-check": {"task": "commissions.ledger_check", "schedule": 86400},
+    # The postback outbox: due first attempts, retries, rows whose worker died (lease expired).
+    "conversions-deliver-due-postbacks": {
+        "task": "conversions.deliver_due_postbacks",
+        "schedule": env.float("OUTBOUND_POSTBACK_POLL_SECONDS", default=5.0),
+        "options": {"expires": 10},
+    },
+    "conversions-pause-failing-postbacks": {
+        "task": "conversions.pause_failing_postbacks",
+        "schedule": 600,
+        "options": {"expires": 300},
+    },
     "conversions-prune-inbound-log": {
         "task": "conversions.prune_inbound_log",
         "schedule": 3600,

@@ -9,9 +9,15 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.commissions.models import EntryKind, LedgerEntry, Statement
-from apps.conversions.models import InboundPostbackLog, OutboundPostbackDelivery
+from apps.conversions.models import (
+    InboundPostbackLog,
+    OutboundPostbackDelivery,
+    PostbackOutbox,
+    ReconciliationRun,
+)
 from apps.offers.models import OfferCap
 from tests import factories
 
@@ -49,6 +55,15 @@ def populated(admin_world: AdminWorld) -> AdminWorld:
         result="rejected",
         reason="unknown_click",
         http_status=404,
+    )
+    PostbackOutbox.objects.create(
+        conversion=w.conv_x,
+        postback=postback,
+        conversion_status="approved",
+        created_at=timezone.now(),
+    )
+    ReconciliationRun.objects.create(
+        advertiser=w.adv_x, created_at=timezone.now(), file_name="f.csv"
     )
     Statement.objects.create(
         affiliate=w.conv_x.affiliate,

@@ -32,6 +32,11 @@ def test_create_with_public_url(world: World):
         "offer_id": None,
         "goal_id": None,
         "fire_on_pending": False,
+        "fire_on_reversal": False,
+        "http_method": "GET",
+        "sign": False,
+        "paused_at": None,
+        "pause_reason": "",
         "is_active": True,
         "created_at": body["created_at"],
     }

@@ -21,6 +21,19 @@ ENUM_NAME_OVERRIDES = {
 }
 
 API_PATHS = {
+    "/api/v1/affiliate/postbacks/{id}/resume/",
+    "/api/v1/affiliate/conversions/{id}/resend-postbacks/",
+    "/api/v1/affiliate/postbacks/{id}/test/",
+    "/api/v1/affiliate/postbacks/{id}/backfill/",
+    "/api/v1/affiliate/signing-keys/",
+    "/api/v1/advertiser/reconciliations/",
+    "/api/v1/advertiser/reconciliations/{id}/",
+    "/api/v1/advertiser/reconciliations/{id}/apply/",
+    "/api/v1/advertiser/conversions/{id}/scrub/",
+    "/api/v1/advertiser/conversions/{id}/history/",
+    "/api/v1/network/conversions/{id}/status/",
+    "/api/v1/network/conversions/{id}/reverse/",
+    "/api/v1/network/conversions/{id}/history/",
     "/api/v1/affiliate/offers/",
     "/api/v1/affiliate/stats/",
     "/api/v1/affiliate/conversions/",

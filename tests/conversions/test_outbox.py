@@ -1,0 +1,878 @@
+"""The postback outbox: rows written with the conversion, leases, the retry schedule, POST bodies,
+signatures, pausing, resending, backfill, test fires, log retention, and the tasks around them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from base64 import b64decode
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.common.redis import redis_client
+from apps.conversions import outbound, side_effects, tasks
+from apps.conversions.models import (
+    InboundPostbackLog,
+    OutboundPostbackDelivery,
+    PostbackOutbox,
+)
+from apps.offers.models import ConversionStatus
+from apps.partners.models import AffiliatePostback, AffiliateSigningKey
+from apps.partners.services import (
+    signing_key_create,
+    signing_key_rotate,
+    signing_secrets_active,
+)
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+PUBLISHED_BACKOFF = [5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+# --- a receiver that records everything ---------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    """The affiliate's tracker: answers the next of `statuses` (then the last one again), after
+    `delay` seconds, and records each request."""
+
+    url: str = ""
+    statuses: list[int] = field(default_factory=lambda: [200])
+    delay: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[str]:
+        return [r["path"] for r in self.requests]
+
+
+@pytest.fixture
+def tracker(settings) -> Iterator[Tracker]:
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
+    state = Tracker()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with lock:
+                state.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body,
+                    }
+                )
+                status = state.statuses.pop(0) if len(state.statuses) > 1 else state.statuses[0]
+            time.sleep(state.delay)
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_port}"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def conversion(goal, affiliate):
+    click = factories.ClickFactory(offer=goal.offer, affiliate=affiliate, sub1="s 1")
+    return factories.ConversionFactory(
+        click=click, goal=goal, order_id="O-1", payout=Decimal("3.10"), sale_amount=None
+    )
+
+
+def _postback(conversion, url: str, **kwargs) -> AffiliatePostback:
+    return factories.AffiliatePostbackFactory(affiliate=conversion.affiliate, url=url, **kwargs)
+
+
+def _write(conversion) -> list[int]:
+    return outbound.outbox_write(conversion=conversion, now=timezone.now())
+
+
+def _row(**filters) -> PostbackOutbox:
+    return PostbackOutbox.objects.get(**filters)
+
+
+def _make_due(row_id: int) -> None:
+    PostbackOutbox.objects.filter(pk=row_id).update(next_attempt_at=timezone.now())
+
+
+def _queued(queue: str) -> list[tuple[str, list]]:
+    """(task name, args) of the messages waiting on a queue of the real Redis broker."""
+    messages = []
+    for raw in reversed(redis_client().lrange(queue, 0, -1)):
+        message = json.loads(raw)
+        args, _kwargs, _embed = json.loads(b64decode(message["body"]))
+        messages.append((message["headers"]["task"], args))
+    return messages
+
+
+# --- written with the conversion, kicked after commit ------------------------------------------
+
+
+def test_conversion_changed_writes_rows_and_kicks_them_after_commit(
+    conversion, django_capture_on_commit_callbacks
+):
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        side_effects.conversion_changed(conversion)
+        row = _row()
+        assert _queued("postbacks") == []  # nothing is sent before the commit
+    assert (row.postback, row.conversion_status, row.state) == (postback, "approved", "pending")
+    assert _queued("postbacks") == [("conversions.deliver_outbox", [[row.pk]])]
+    assert _queued("commissions") == [("commissions.accrue_for_conversion", [conversion.pk])]
+
+
+def test_conversion_changed_rolls_back_with_the_change(conversion):
+    _postback(conversion, "https://tracker.example.net/pb")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        side_effects.conversion_changed(conversion)
+        raise RuntimeError("the status change failed")
+    assert PostbackOutbox.objects.count() == 0
+
+
+def test_without_postbacks_only_the_accrual_is_queued(
+    conversion, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        side_effects.conversion_changed(conversion)
+    assert _queued("postbacks") == []
+    assert len(_queued("commissions")) == 1
+
+
+def test_a_broker_outage_does_not_fail_the_caller(
+    conversion, django_capture_on_commit_callbacks, monkeypatch
+):
+    _postback(conversion, "https://tracker.example.net/pb")
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.deliver_outbox, "delay", broker_down)
+    from apps.commissions.tasks import accrue_for_conversion
+
+    monkeypatch.setattr(accrue_for_conversion, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        side_effects.conversion_changed(conversion)
+    assert _row().state == "pending"  # the beat job delivers it
+
+
+def test_status_change_through_the_service_writes_the_reversal_row(conversion):
+    from apps.conversions.models import StatusChangeSource
+    from apps.conversions.status import conversion_reverse
+
+    postback = _postback(conversion, "https://tracker.example.net/pb", fire_on_reversal=True)
+    conversion_reverse(
+        conversion_id=conversion.pk, source=StatusChangeSource.ADMIN, now=timezone.now()
+    )
+    assert list(
+        PostbackOutbox.objects.filter(postback=postback).values_list("conversion_status", "state")
+    ) == [("reversed", "pending")]
+
+
+# --- claims and leases --------------------------------------------------------------------------
+
+
+def test_a_claim_leases_the_row_until_the_calls_can_no_longer_be_running(conversion, settings):
+    settings.OUTBOUND_POSTBACK_TIMEOUT_SECONDS = 5
+    _postback(conversion, "https://tracker.example.net/pb")
+    [row_id] = _write(conversion)
+    now = timezone.now()
+
+    [claim] = outbound.outbox_claim(now=now)
+
+    lease = timedelta(seconds=2 * 5 + outbound.LEASE_MARGIN_SECONDS)
+    assert (claim.outbox_id, claim.attempts, claim.lease_until) == (row_id, 1, now + lease)
+    row = _row()
+    assert (row.state, row.attempts, row.next_attempt_at) == ("pending", 1, now + lease)
+    # Claimed: nobody else gets it while the lease runs.
+    assert outbound.outbox_claim(now=now + lease - timedelta(seconds=1)) == []
+
+
+def test_a_worker_killed_mid_attempt_leaves_a_row_that_comes_due_again(conversion, tracker):
+    """The claim is committed before the call; the worker dies without writing a result. When
+    the lease runs out the row is claimed again, and delivered once."""
+    _postback(conversion, tracker.url + "/pb")
+    _write(conversion)
+    [dead] = outbound.outbox_claim(now=timezone.now())  # ... and the worker is SIGKILLed here
+
+    assert outbound.outbox_claim(now=timezone.now()) == []
+    later = dead.lease_until + timedelta(seconds=1)
+    [retry] = outbound.outbox_claim(now=later)
+    assert (retry.outbox_id, retry.attempts) == (dead.outbox_id, 2)
+
+    delivery = outbound.outbox_deliver_claimed(retry)
+    assert (delivery.attempt, delivery.succeeded) == (2, True)
+    # The dead worker's claim is stale: were it to come back, it would not call again.
+    assert outbound.outbox_deliver_claimed(dead) is None
+    assert tracker.paths == ["/pb"]
+    assert _row().state == "delivered"
+
+
+def test_a_holder_whose_lease_was_taken_over_mid_call_only_logs(conversion, tracker, monkeypatch):
+    """A's call outlives its lease (a stalled worker); B claims the row. A's failure must not
+    reschedule B's row, and A's attempt is still in the log."""
+    tracker.statuses = [500]
+    _postback(conversion, tracker.url + "/pb")
+    _write(conversion)
+    [claim_a] = outbound.outbox_claim(now=timezone.now())
+    real_attempt = outbound._attempt
+    taken_over: list[outbound.Claim] = []
+
+    def stalled(call):
+        result = real_attempt(call)
+        taken_over.extend(outbound.outbox_claim(now=claim_a.lease_until + timedelta(seconds=1)))
+        return result
+
+    monkeypatch.setattr(outbound, "_attempt", stalled)
+    delivery_a = outbound.outbox_deliver_claimed(claim_a)
+
+    [claim_b] = taken_over
+    row = _row()
+    assert delivery_a.succeeded is False
+    assert (row.state, row.attempts, row.next_attempt_at) == ("pending", 2, claim_b.lease_until)
+    assert row.last_error == ""  # B's lease, untouched by A's result
+
+
+def test_a_success_from_a_taken_over_holder_still_delivers_the_row(
+    conversion, tracker, monkeypatch
+):
+    _postback(conversion, tracker.url + "/pb")
+    _write(conversion)
+    [claim_a] = outbound.outbox_claim(now=timezone.now())
+    real_attempt = outbound._attempt
+    taken_over: list[outbound.Claim] = []
+
+    def stalled(call):
+        result = real_attempt(call)
+        taken_over.extend(outbound.outbox_claim(now=claim_a.lease_until + timedelta(seconds=1)))
+        return result
+
+    monkeypatch.setattr(outbound, "_attempt", stalled)
+    assert outbound.outbox_deliver_claimed(claim_a).succeeded is True
+    monkeypatch.setattr(outbound, "_attempt", real_attempt)
+    # B, woken up, finds the row delivered and makes no call.
+    assert outbound.outbox_deliver_claimed(taken_over[0]) is None
+    assert (_row().state, len(tracker.requests)) == ("delivered", 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_at_once_deliver_each_event_once(affiliate, goal, tracker):
+    """SKIP LOCKED: concurrent runs share the due rows out; no event is called twice."""
+    tracker.delay = 0.2
+    postback = factories.AffiliatePostbackFactory(affiliate=affiliate, url=tracker.url + "/pb")
+    for n in range(6):
+        click = factories.ClickFactory(offer=goal.offer, affiliate=affiliate)
+        outbound.outbox_write(
+            conversion=factories.ConversionFactory(click=click, goal=goal, order_id=f"o{n}"),
+            now=timezone.now(),
+        )
+    results: list[int] = []
+
+    def worker() -> None:
+        try:
+            results.append(outbound.outbox_deliver_due())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sum(results) == 6
+    assert len(tracker.requests) == 6
+    assert set(PostbackOutbox.objects.values_list("state", "attempts")) == {("delivered", 1)}
+    successes = OutboundPostbackDelivery.objects.filter(postback=postback, succeeded=True)
+    assert successes.count() == 6
+    assert len(set(successes.values_list("conversion_id", flat=True))) == 6
+
+
+# --- the retry schedule -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempts_done", range(1, 8))
+def test_a_failure_is_retried_on_the_published_schedule_with_at_most_10pc_jitter(
+    conversion, tracker, settings, attempts_done
+):
+    assert settings.OUTBOUND_POSTBACK_BACKOFF_SECONDS == PUBLISHED_BACKOFF
+    tracker.statuses = [503]
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    PostbackOutbox.objects.filter(pk=row_id).update(attempts=attempts_done - 1)
+    [claim] = outbound.outbox_claim(now=timezone.now())
+
+    before = timezone.now()
+    outbound.outbox_deliver_claimed(claim)
+    after = timezone.now()
+
+    row = _row()
+    base = timedelta(seconds=PUBLISHED_BACKOFF[attempts_done - 1])
+    assert (row.state, row.attempts, row.last_error) == ("pending", attempts_done, "HTTP 503")
+    assert before + base <= row.next_attempt_at <= after + base * 1.1
+
+
+def test_the_last_attempt_gives_up(conversion, tracker, settings):
+    assert settings.OUTBOUND_POSTBACK_MAX_ATTEMPTS == 8
+    tracker.statuses = [500]
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    for _ in range(8):
+        _make_due(row_id)
+        [claim] = outbound.outbox_claim(now=timezone.now())
+        outbound.outbox_deliver_claimed(claim)
+    row = _row()
+    assert (row.state, row.attempts, row.next_attempt_at) == ("failed", 8, None)
+    assert outbound.outbox_claim(now=timezone.now() + timedelta(days=365)) == []
+    assert list(
+        OutboundPostbackDelivery.objects.order_by("id").values_list("attempt", flat=True)
+    ) == list(range(1, 9))
+
+
+def test_first_attempt_is_immediate_then_retries_wait(conversion, tracker):
+    tracker.statuses = [500, 200]
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    assert outbound.outbox_deliver_due(outbox_ids=[row_id]) == 1
+    assert outbound.outbox_deliver_due() == 0  # the retry is 5 s away
+    _make_due(row_id)
+    assert outbound.outbox_deliver_due() == 1
+    assert (_row().state, len(tracker.requests)) == ("delivered", 2)
+
+
+# --- POST and signatures ------------------------------------------------------------------------
+
+
+def test_post_sends_the_macros_as_json(conversion, tracker):
+    postback = _postback(conversion, tracker.url + "/pb?cid={click_id}", http_method="POST")
+    [row_id] = _write(conversion)
+    outbound.outbox_deliver_due(outbox_ids=[row_id])
+
+    [request] = tracker.requests
+    assert (request["method"], request["path"]) == ("POST", f"/pb?cid={conversion.click_id}")
+    assert request["headers"]["content-type"] == "application/json"
+    assert "webhook-signature" not in request["headers"]  # sign is off
+    assert json.loads(request["body"]) == {
+        "click_id": conversion.click_id,
+        "offer_id": conversion.offer_id,
+        "aff_id": conversion.affiliate_id,
+        "sub1": "s 1",
+        "sub2": "",
+        "sub3": "",
+        "sub4": "",
+        "sub5": "",
+        "source_id": "",
+        "aff_click_id": "",
+        "creative_id": "",
+        "country": "GB",
+        "ip": "81.2.69.160",
+        "timestamp": int(conversion.created_at.timestamp()),
+        "goal": "lead",
+        "payout": "3.10",
+        "currency": "USD",
+        "conversion_id": conversion.pk,
+        "status": "approved",
+        "order_id": "O-1",
+        "sale_amount": "",
+    }
+    delivery = OutboundPostbackDelivery.objects.get()
+    assert (delivery.http_method, delivery.succeeded, delivery.postback) == ("POST", True, postback)
+
+
+def _standard_webhooks_verify(secret: str, headers: dict[str, str], payload: bytes) -> bool:
+    """What a Standard Webhooks receiver does (written here from the spec, not with our code):
+    the key is the base64 after "whsec_"; the content is "{id}.{timestamp}.{payload}"; any one
+    "v1,<base64>" among the space-separated signatures may match."""
+    key = base64.b64decode(secret.split("_", 1)[1])
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + payload
+    expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+    return any(
+        hmac.compare_digest(signature.split(",", 1)[1], expected)
+        for signature in headers["webhook-signature"].split(" ")
+        if signature.startswith("v1,")
+    )
+
+
+def test_signed_post_verifies_like_a_standard_webhooks_receiver(conversion, tracker):
+    secret = signing_key_create(affiliate=conversion.affiliate)
+    other = signing_key_create(affiliate=factories.AffiliateFactory())
+    _postback(conversion, tracker.url + "/pb", http_method="POST", sign=True)
+    [row_id] = _write(conversion)
+    before = int(time.time())
+    outbound.outbox_deliver_due(outbox_ids=[row_id])
+
+    [request] = tracker.requests
+    headers = request["headers"]
+    assert headers["webhook-id"] == f"msg_{row_id}"
+    assert before <= int(headers["webhook-timestamp"]) <= int(time.time())
+    assert len(headers["webhook-signature"].split(" ")) == 1
+    assert _standard_webhooks_verify(secret, headers, request["body"])
+    assert not _standard_webhooks_verify(other, headers, request["body"])
+    assert not _standard_webhooks_verify(secret, headers, request["body"] + b" ")
+
+
+def test_signed_get_signs_the_request_target(conversion, tracker):
+    secret = signing_key_create(affiliate=conversion.affiliate)
+    _postback(conversion, tracker.url + "/pb?cid={click_id}&s={sub1}", sign=True)
+    outbound.outbox_deliver_due(outbox_ids=_write(conversion))
+    [request] = tracker.requests
+    assert request["path"] == f"/pb?cid={conversion.click_id}&s=s%201"
+    assert _standard_webhooks_verify(secret, request["headers"], request["path"].encode())
+    tampered = request["path"].replace("s%201", "s%202").encode()
+    assert not _standard_webhooks_verify(secret, request["headers"], tampered)
+
+
+def test_retries_keep_the_webhook_id(conversion, tracker):
+    signing_key_create(affiliate=conversion.affiliate)
+    tracker.statuses = [500, 200]
+    _postback(conversion, tracker.url + "/pb", sign=True)
+    [row_id] = _write(conversion)
+    outbound.outbox_deliver_due(outbox_ids=[row_id])
+    _make_due(row_id)
+    outbound.outbox_deliver_due(outbox_ids=[row_id])
+    assert [r["headers"]["webhook-id"] for r in tracker.requests] == [f"msg_{row_id}"] * 2
+
+
+def test_rotation_signs_with_the_new_and_the_old_key_until_the_old_expires(
+    conversion, tracker, time_machine
+):
+    old = signing_key_create(affiliate=conversion.affiliate)
+    new = signing_key_rotate(affiliate=conversion.affiliate, overlap_hours=24)
+    postback = _postback(conversion, tracker.url + "/pb", http_method="POST", sign=True)
+    [row_id] = _write(conversion)
+    outbound.outbox_deliver_due(outbox_ids=[row_id])
+    first = tracker.requests[0]
+    assert len(first["headers"]["webhook-signature"].split(" ")) == 2
+    assert _standard_webhooks_verify(old, first["headers"], first["body"])
+    assert _standard_webhooks_verify(new, first["headers"], first["body"])
+
+    time_machine.move_to(timezone.now() + timedelta(hours=25))
+    outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+    second = tracker.requests[1]
+    assert len(second["headers"]["webhook-signature"].split(" ")) == 1
+    assert _standard_webhooks_verify(new, second["headers"], second["body"])
+    assert not _standard_webhooks_verify(old, second["headers"], second["body"])
+
+
+def test_sign_without_a_key_sends_unsigned(conversion, tracker):
+    _postback(conversion, tracker.url + "/pb", sign=True)
+    outbound.outbox_deliver_due(outbox_ids=_write(conversion))
+    assert "webhook-signature" not in tracker.requests[0]["headers"]
+
+
+def test_signing_keys_are_encrypted_shown_once_and_expire_on_rotation(affiliate):
+    now = timezone.now()
+    first = signing_key_create(affiliate=affiliate)
+    assert first.startswith("whsec_")
+    assert len(base64.b64decode(first.removeprefix("whsec_"))) == 32
+    key = AffiliateSigningKey.objects.get()
+    assert (key.prefix, key.expires_at) == (first[:12], None)
+    assert first not in key.secret_encrypted
+
+    second = signing_key_rotate(affiliate=affiliate, overlap_hours=24, now=now)
+    assert second != first
+    key.refresh_from_db()
+    assert key.expires_at == now + timedelta(hours=24)
+    assert signing_secrets_active(affiliate_id=affiliate.pk, now=now) == [second, first]
+    assert signing_secrets_active(affiliate_id=affiliate.pk, now=now + timedelta(hours=25)) == [
+        second
+    ]
+    # A second rotation does not extend a key already on its way out.
+    signing_key_rotate(affiliate=affiliate, overlap_hours=48, now=now)
+    key.refresh_from_db()
+    assert key.expires_at == now + timedelta(hours=24)
+
+
+# --- pausing a postback that keeps failing --------------------------------------------------------
+
+
+def _log(postback, conversion, *, succeeded: bool, hours_ago: float) -> None:
+    delivery = OutboundPostbackDelivery.objects.create(
+        conversion=conversion,
+        postback=postback,
+        conversion_status="approved",
+        attempt=1,
+        url=postback.url,
+        succeeded=succeeded,
+        http_status=200 if succeeded else 500,
+    )
+    OutboundPostbackDelivery.objects.filter(pk=delivery.pk).update(
+        created_at=timezone.now() - timedelta(hours=hours_ago)
+    )
+
+
+@pytest.fixture
+def failing(conversion):
+    """A postback with a row being retried, and a conversion to log attempts against."""
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    [row_id] = _write(conversion)
+    PostbackOutbox.objects.filter(pk=row_id).update(attempts=3, last_error="HTTP 500")
+    return postback
+
+
+def test_failing_for_the_whole_window_pauses_and_holds_rows_back(conversion, failing):
+    _log(failing, conversion, succeeded=True, hours_ago=100)
+    _log(failing, conversion, succeeded=False, hours_ago=73)
+    _log(failing, conversion, succeeded=False, hours_ago=1)
+
+    assert outbound.postbacks_pause_failing(now=timezone.now()) == [failing.pk]
+
+    failing.refresh_from_db()
+    assert failing.paused_at is not None
+    assert failing.pause_reason.startswith("No successful delivery since ")
+    row = _row()
+    assert (row.state, row.next_attempt_at) == ("cancelled", None)
+    assert row.last_error == outbound.PAUSED_NOTE + "HTTP 500"
+    assert outbound.postbacks_pause_failing(now=timezone.now()) == []  # once
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [(True, 100), (False, 71), (False, 1)],  # failing for 71 h only
+        [(False, 100), (True, 10), (False, 1)],  # a success inside the window
+        [(False, 100), (True, 0.5)],  # the last attempt worked
+    ],
+)
+def test_not_paused_without_72_hours_of_failures(conversion, failing, history):
+    for succeeded, hours_ago in history:
+        _log(failing, conversion, succeeded=succeeded, hours_ago=hours_ago)
+    assert outbound.postbacks_pause_failing(now=timezone.now()) == []
+    failing.refresh_from_db()
+    assert failing.paused_at is None
+
+
+def test_test_fires_do_not_count_toward_a_pause(conversion, failing):
+    _log(failing, conversion, succeeded=False, hours_ago=80)
+    OutboundPostbackDelivery.objects.update(is_test=True, conversion=None)
+    assert outbound.postbacks_pause_failing(now=timezone.now()) == []
+
+
+def test_a_paused_postback_is_not_called_and_resume_requeues_what_was_held(
+    conversion, tracker, goal, django_capture_on_commit_callbacks
+):
+    postback = _postback(conversion, tracker.url + "/pb")
+    [held] = _write(conversion)
+    outbound.postback_pause(postback_id=postback.pk, reason="failing", now=timezone.now())
+    # A conversion while paused is written held back too.
+    click = factories.ClickFactory(offer=goal.offer, affiliate=conversion.affiliate)
+    later = factories.ConversionFactory(click=click, goal=goal, order_id="O-2")
+    assert _write(later) == []
+    assert outbound.outbox_deliver_due() == 0
+    assert tracker.requests == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert outbound.postback_resume(postback_id=postback.pk, now=timezone.now()) == 2
+
+    postback.refresh_from_db()
+    assert (postback.paused_at, postback.pause_reason) == (None, "")
+    rows = PostbackOutbox.objects.order_by("id")
+    assert list(rows.values_list("state", "attempts", "last_error")) == [("pending", 0, "")] * 2
+    [(name, [ids])] = _queued("postbacks")
+    assert (name, sorted(ids)) == (
+        "conversions.deliver_outbox",
+        sorted(rows.values_list("pk", flat=True)),
+    )
+    assert held in ids
+    assert outbound.outbox_deliver_due() == 2
+    assert len(tracker.requests) == 2
+
+
+def test_resume_leaves_rows_cancelled_for_other_reasons(conversion):
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    [row_id] = _write(conversion)
+    outbound.outbox_cancel(outbox_ids=[row_id], now=timezone.now())
+    outbound.postback_pause(postback_id=postback.pk, reason="x", now=timezone.now())
+    assert outbound.postback_resume(postback_id=postback.pk, now=timezone.now()) == 0
+    assert (_row().state, _row().last_error) == ("cancelled", "cancelled")
+
+
+# --- resend, cancel, backfill -------------------------------------------------------------------
+
+
+def test_resend_requeues_failed_and_cancelled_rows_but_not_delivered_ones(
+    conversion, goal, django_capture_on_commit_callbacks
+):
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    states = ["failed", "cancelled", "delivered"]
+    ids = []
+    for n, state in enumerate(states):
+        click = factories.ClickFactory(offer=goal.offer, affiliate=conversion.affiliate)
+        other = factories.ConversionFactory(click=click, goal=goal, order_id=f"r{n}")
+        [row_id] = _write(other)
+        PostbackOutbox.objects.filter(pk=row_id).update(
+            state=state, attempts=8, next_attempt_at=None
+        )
+        ids.append(row_id)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = outbound.outbox_resend(outbox_ids=ids, now=timezone.now())
+
+    assert result == outbound.Resend(queued=2, already_delivered=1)
+    assert dict(PostbackOutbox.objects.filter(postback=postback).values_list("pk", "state")) == {
+        ids[0]: "pending",
+        ids[1]: "pending",
+        ids[2]: "delivered",
+    }
+    assert _row(pk=ids[0]).attempts == 0
+    assert _queued("postbacks") == [("conversions.deliver_outbox", [ids[:2]])]
+
+
+def test_cancel_stops_pending_rows_only(conversion):
+    _postback(conversion, "https://tracker.example.net/pb")
+    [row_id] = _write(conversion)
+    assert outbound.outbox_cancel(outbox_ids=[row_id], now=timezone.now()) == 1
+    assert outbound.outbox_cancel(outbox_ids=[row_id], now=timezone.now()) == 0
+    assert (_row().state, _row().next_attempt_at) == ("cancelled", None)
+
+
+def test_conversion_resend_writes_missing_rows_and_is_scoped_to_the_affiliate(conversion):
+    postback = _postback(conversion, "https://tracker.example.net/pb")  # added after the fact
+    result = outbound.conversion_postbacks_resend(
+        conversion_id=conversion.pk, affiliate_id=conversion.affiliate_id, now=timezone.now()
+    )
+    assert result == outbound.Resend(queued=1, already_delivered=0)
+    assert _row().postback == postback
+    with pytest.raises(outbound.OutboxError) as refused:
+        outbound.conversion_postbacks_resend(
+            conversion_id=conversion.pk,
+            affiliate_id=factories.AffiliateFactory().pk,
+            now=timezone.now(),
+        )
+    assert refused.value.code == "conversion_not_found"
+
+
+def test_backfill_writes_rows_for_recent_conversions_in_scope(goal, affiliate):
+    now = timezone.now()
+    other_goal = factories.GoalFactory(offer=goal.offer, code="sale", is_default=False)
+
+    def convert(order: str, *, days_ago: float, status: str = "approved", on=goal):
+        click = factories.ClickFactory(offer=on.offer, affiliate=affiliate)
+        return factories.ConversionFactory(
+            click=click,
+            goal=on,
+            order_id=order,
+            status=status,
+            created_at=now - timedelta(days=days_ago),
+        )
+
+    recent = convert("recent", days_ago=1)
+    edge = convert("edge", days_ago=6.9)
+    convert("old", days_ago=8)
+    convert("pending", days_ago=1, status=ConversionStatus.PENDING)
+    convert("other-goal", days_ago=1, on=other_goal)
+    factories.ConversionFactory(click=factories.ClickFactory(offer=goal.offer), goal=goal)
+    postback = factories.AffiliatePostbackFactory(
+        affiliate=affiliate, offer=goal.offer, goal=goal, url="https://tracker.example.net/pb"
+    )
+
+    assert outbound.postback_backfill(postback_id=postback.pk, now=now) == 2
+    assert set(PostbackOutbox.objects.values_list("conversion_id", "state")) == {
+        (recent.pk, "pending"),
+        (edge.pk, "pending"),
+    }
+    assert outbound.postback_backfill(postback_id=postback.pk, now=now) == 0  # idempotent
+
+
+@pytest.mark.parametrize("days", [0, -1, 31])
+def test_backfill_is_bounded(conversion, days):
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    with pytest.raises(outbound.OutboxError) as refused:
+        outbound.postback_backfill(postback_id=postback.pk, now=timezone.now(), days=days)
+    assert refused.value.code == "invalid_days"
+
+
+def test_backfill_refuses_a_paused_postback(conversion):
+    postback = _postback(conversion, "https://tracker.example.net/pb", paused_at=timezone.now())
+    with pytest.raises(outbound.OutboxError) as refused:
+        outbound.postback_backfill(postback_id=postback.pk, now=timezone.now())
+    assert refused.value.code == "postback_paused"
+
+
+# --- test fire ----------------------------------------------------------------------------------
+
+
+def test_test_fire_calls_with_sample_values_and_logs_a_test_delivery(affiliate, tracker):
+    postback = factories.AffiliatePostbackFactory(
+        affiliate=affiliate, url=tracker.url + "/pb?cid={click_id}&p={payout}&st={status}"
+    )
+    result = outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+    assert (result.result, result.http_status) == ("delivered", 200)
+    assert isinstance(result.latency_ms, int)
+    assert tracker.paths == ["/pb?cid=test0000000000000000000000&p=1.00&st=approved"]
+    delivery = OutboundPostbackDelivery.objects.get()
+    assert (delivery.is_test, delivery.conversion, delivery.outbox) == (True, None, None)
+    assert outbound.postbacks_pause_failing(now=timezone.now()) == []
+
+
+def test_test_fire_reports_a_failing_status(affiliate, tracker):
+    tracker.statuses = [404]
+    postback = factories.AffiliatePostbackFactory(affiliate=affiliate, url=tracker.url + "/pb")
+    result = outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+    assert (result.result, result.http_status) == ("failed", 404)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9/pb", "http://10.1.2.3/pb", "http://[::1]/", "http://nowhere.invalid/"],
+)
+def test_test_fire_says_only_refused(affiliate, url):
+    postback = factories.AffiliatePostbackFactory(affiliate=affiliate, url=url)
+    result = outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+    assert result == outbound.FireResult(result="refused", http_status=None, latency_ms=None)
+    assert OutboundPostbackDelivery.objects.get().error.startswith("refused: ")  # staff see why
+
+
+# --- tasks --------------------------------------------------------------------------------------
+
+
+def test_deliver_outbox_task_delivers_the_rows_it_is_given(conversion, tracker):
+    _postback(conversion, tracker.url + "/pb")
+    ids = _write(conversion)
+    assert tasks.deliver_outbox.apply(args=[ids]).get() == 1
+    assert tasks.deliver_outbox.apply(args=[ids]).get() == 0  # twice: nothing more
+    assert len(tracker.requests) == 1
+
+
+def test_beat_task_delivers_due_rows_only(conversion, tracker):
+    _postback(conversion, tracker.url + "/due")
+    _postback(conversion, tracker.url + "/later")
+    _write(conversion)
+    PostbackOutbox.objects.filter(postback__url__endswith="/later").update(
+        next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    assert tasks.deliver_due_postbacks.apply().get() == 1
+    assert tracker.paths == ["/due"]
+
+
+def test_old_task_names_still_drain(conversion, tracker):
+    postback = _postback(conversion, tracker.url + "/pb")
+    _write(conversion)
+    assert tasks.deliver_affiliate_postback.apply(args=[conversion.pk, postback.pk]).get() == 1
+    assert tasks.fire_affiliate_postbacks.apply(args=[conversion.pk]).get() == 0
+    assert tasks.fire_affiliate_postbacks.apply(args=[10**9]).get() == 0
+
+
+def test_pause_task(conversion, failing):
+    _log(failing, conversion, succeeded=False, hours_ago=80)
+    assert tasks.pause_failing_postbacks.apply().get() == [failing.pk]
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+
+def _inbound(days_ago: float) -> InboundPostbackLog:
+    row = InboundPostbackLog.objects.create(
+        method="GET", path="/postback", result="rejected", reason="unknown_click", http_status=404
+    )
+    InboundPostbackLog.objects.filter(pk=row.pk).update(
+        created_at=timezone.now() - timedelta(days=days_ago)
+    )
+    return row
+
+
+def test_prune_deletes_old_log_rows_only(conversion, settings):
+    settings.INBOUND_LOG_RETENTION_DAYS = 90
+    settings.OUTBOUND_DELIVERY_RETENTION_DAYS = 30
+    old_in = [_inbound(91) for _ in range(3)]
+    new_in = _inbound(89)
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    _log(postback, conversion, succeeded=False, hours_ago=31 * 24)
+    _log(postback, conversion, succeeded=False, hours_ago=29 * 24)
+
+    assert tasks.prune_inbound_log.apply().get() == 4
+
+    assert list(InboundPostbackLog.objects.values_list("pk", flat=True)) == [new_in.pk]
+    assert not InboundPostbackLog.objects.filter(pk__in=[r.pk for r in old_in]).exists()
+    assert OutboundPostbackDelivery.objects.count() == 1
+
+
+def test_prune_works_in_bounded_batches_and_says_when_more_is_left(db):
+    for _ in range(5):
+        _inbound(100)
+    assert outbound.logs_prune(now=timezone.now(), batch_size=2, max_batches=2) == (4, True)
+    assert outbound.logs_prune(now=timezone.now(), batch_size=2, max_batches=2) == (1, False)
+    assert InboundPostbackLog.objects.count() == 0
+
+
+def test_prune_task_queues_itself_again_when_more_is_left(db, monkeypatch):
+    monkeypatch.setattr(outbound, "logs_prune", lambda now: (10, True))
+    tasks.prune_inbound_log.apply()
+    assert _queued("default") == [("conversions.prune_inbound_log", [])]
+
+
+def test_a_big_kick_is_one_run_over_what_is_due_not_a_message_of_ids(db):
+    outbound._kick_now(list(range(1, outbound.KICK_MAX_IDS + 2)))
+    outbound._kick_now([7, 8])
+    assert _queued("postbacks") == [
+        ("conversions.deliver_due_postbacks", []),
+        ("conversions.deliver_outbox", [[7, 8]]),
+    ]
+
+
+def test_beat_runs_the_outbox_jobs(settings):
+    schedule = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    due = schedule["conversions.deliver_due_postbacks"]
+    assert 1 <= due["schedule"] <= 10
+    assert due["options"]["expires"] <= 2 * due["schedule"] + 10
+    assert "conversions.pause_failing_postbacks" in schedule
+    assert "conversions.prune_inbound_log" in schedule
+
+
+def test_an_event_the_log_shows_delivered_gets_no_row(conversion):
+    """Delivered before the outbox existed (the countdown-retry design): a backfill or a resend
+    does not send it again."""
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    _log(postback, conversion, succeeded=True, hours_ago=1)
+    assert _write(conversion) == []
+    assert outbound.postback_backfill(postback_id=postback.pk, now=timezone.now()) == 0
+    assert PostbackOutbox.objects.count() == 0
+
+
+def test_a_success_already_on_record_closes_the_row(conversion, tracker, monkeypatch):
+    """Another holder recorded the success while this one was calling: the second success
+    cannot go in the log (delivery_one_success), and the row ends delivered, not leased forever."""
+    postback = _postback(conversion, tracker.url + "/pb")
+    _write(conversion)
+    [claim] = outbound.outbox_claim(now=timezone.now())
+    real_attempt = outbound._attempt
+
+    def raced(call):
+        result = real_attempt(call)
+        _log(postback, conversion, succeeded=True, hours_ago=0)
+        return result
+
+    monkeypatch.setattr(outbound, "_attempt", raced)
+    assert outbound.outbox_deliver_claimed(claim) is None
+    row = _row()
+    assert (row.state, row.next_attempt_at) == ("delivered", None)
+    assert OutboundPostbackDelivery.objects.filter(succeeded=True).count() == 1
