@@ -38,7 +38,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
@@ -274,8 +274,8 @@ class Claim:
 def _lease(rows: int) -> timedelta:
     # The batch is called one row after another, each bounded by the timeout; the lease must
     # outlast all of them or a live worker's row would be claimed again mid-batch.
-    timeout = float(settings.OUTBOUND_POSTBACK_TIMEOUT_SECONDS)
-    return timedelta(seconds=(rows + 1) * timeout + LEASE_MARGIN_SECONDS)
+    timeout = timedelta(seconds=settings.OUTBOUND_POSTBACK_TIMEOUT_SECONDS)
+    return (rows + 1) * timeout + timedelta(seconds=LEASE_MARGIN_SECONDS)
 
 
 def outbox_claim(
@@ -294,10 +294,10 @@ def outbox_claim(
             return []
         lease_until = now + _lease(len(rows))
         claims = [Claim(pk, attempts + 1, lease_until) for pk, attempts in rows]
-        for claim in claims:
-            PostbackOutbox.objects.filter(pk=claim.outbox_id).update(
-                attempts=claim.attempts, next_attempt_at=lease_until, updated_at=now
-            )
+        # One UPDATE for the batch: the rows are locked, so attempts + 1 is what claims hold.
+        PostbackOutbox.objects.filter(pk__in=[claim.outbox_id for claim in claims]).update(
+            attempts=F("attempts") + 1, next_attempt_at=lease_until, updated_at=now
+        )
     return claims
 
 
@@ -305,8 +305,8 @@ def _backoff(attempts_done: int) -> timedelta:
     """The published schedule (seconds before attempt n+1), plus up to 10% so that the retries of
     a receiver that was down do not all land in the same second when it comes back."""
     schedule = list(settings.OUTBOUND_POSTBACK_BACKOFF_SECONDS) or [60]
-    base = float(schedule[min(attempts_done - 1, len(schedule) - 1)])
-    return timedelta(seconds=base + secrets.SystemRandom().uniform(0, base * 0.1))
+    base = timedelta(seconds=schedule[min(attempts_done - 1, len(schedule) - 1)])
+    return base + base * secrets.SystemRandom().uniform(0, 0.1)
 
 
 @dataclass(frozen=True)

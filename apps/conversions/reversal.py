@@ -14,13 +14,14 @@ from django.db.models import QuerySet
 
 from apps.accounts.services import secret_hash
 from apps.advertisers.models import Advertiser
-from apps.conversions.models import Conversion, PostbackResult, StatusChangeSource
+from apps.conversions.models import Conversion, StatusChangeSource
 from apps.conversions.params import MAX_ID_LENGTH, postback_params_parse
 from apps.conversions.services import (
     InboundRequest,
     PostbackDecision,
     PostbackRejected,
     advertiser_authenticate,
+    postback_decide,
     postback_log_write,
     token_like,
 )
@@ -124,18 +125,9 @@ def reversal_process(
 ) -> PostbackDecision:
     """Handle one /postback/reversal call and write it to the inbound log, whatever happens."""
     params = postback_params_parse(raw)
-    try:
-        conversion, changed = reversal_record(
-            params=params, request_ip=request_ip, now=now, request=request
-        )
-    except PostbackRejected as rejection:
-        decision = PostbackDecision(
-            PostbackResult.REJECTED, rejection.http_status, reason=rejection.code
-        )
-    else:
-        decision = PostbackDecision(
-            PostbackResult.ACCEPTED if changed else PostbackResult.DUPLICATE, 200, conversion
-        )
+    decision = postback_decide(
+        lambda: reversal_record(params=params, request_ip=request_ip, now=now, request=request)
+    )
     postback_log_write(
         params=params,
         raw=raw,

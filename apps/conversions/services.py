@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -415,6 +415,20 @@ def conversion_record(
     return conversion, True
 
 
+def postback_decide(record: Callable[[], tuple[Conversion, bool]]) -> PostbackDecision:
+    """Run one recording step (a conversion, a reversal) and turn its outcome into the answer:
+    accepted when it changed something, duplicate when it had already been done, or rejected."""
+    try:
+        conversion, changed = record()
+    except PostbackRejected as rejection:
+        return PostbackDecision(
+            PostbackResult.REJECTED, rejection.http_status, reason=rejection.code
+        )
+    return PostbackDecision(
+        PostbackResult.ACCEPTED if changed else PostbackResult.DUPLICATE, 200, conversion
+    )
+
+
 def postback_process(
     *,
     raw: Mapping[str, str],
@@ -427,18 +441,11 @@ def postback_process(
 ) -> PostbackDecision:
     """Handle one /postback call end to end and write it to the inbound log, whatever happens."""
     params = postback_params_parse(raw)
-    try:
-        conversion, created = conversion_record(
+    decision = postback_decide(
+        lambda: conversion_record(
             params=params, request_ip=request_ip, now=now, request=request, via=via
         )
-    except PostbackRejected as rejection:
-        decision = PostbackDecision(
-            PostbackResult.REJECTED, rejection.http_status, reason=rejection.code
-        )
-    else:
-        decision = PostbackDecision(
-            PostbackResult.ACCEPTED if created else PostbackResult.DUPLICATE, 200, conversion
-        )
+    )
     postback_log_write(
         params=params,
         raw=raw,

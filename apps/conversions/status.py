@@ -76,6 +76,18 @@ def status_apply_locked(
     return True
 
 
+def _locked(conversion_id: int, advertiser_id: int | None) -> Conversion:
+    """The conversion, locked for this transaction; advertiser_id scopes the lookup to that
+    advertiser's conversions (another's is "not found", not "forbidden")."""
+    query = Conversion.objects.select_for_update().filter(pk=conversion_id)
+    if advertiser_id is not None:
+        query = query.filter(offer__advertiser_id=advertiser_id)
+    conversion = query.first()
+    if conversion is None:
+        raise StatusChangeRefused("conversion_not_found", http_status=404)
+    return conversion
+
+
 def conversion_status_change(
     *,
     conversion_id: int,
@@ -90,12 +102,7 @@ def conversion_status_change(
     a no-op (a retried call answers the same). advertiser_id scopes the lookup to that
     advertiser's conversions (another's is "not found", not "forbidden")."""
     with transaction.atomic():
-        query = Conversion.objects.select_for_update().filter(pk=conversion_id)
-        if advertiser_id is not None:
-            query = query.filter(offer__advertiser_id=advertiser_id)
-        conversion = query.first()
-        if conversion is None:
-            raise StatusChangeRefused("conversion_not_found", http_status=404)
+        conversion = _locked(conversion_id, advertiser_id)
         changed = status_apply_locked(
             conversion,
             new_status=new_status,
@@ -158,12 +165,7 @@ def conversion_reverse(
     """Reverse an approved conversion or reject a pending one. Idempotent: reversing a reversed
     (or a rejected) conversion again changes nothing."""
     with transaction.atomic():
-        query = Conversion.objects.select_for_update().filter(pk=conversion_id)
-        if advertiser_id is not None:
-            query = query.filter(offer__advertiser_id=advertiser_id)
-        conversion = query.first()
-        if conversion is None:
-            raise StatusChangeRefused("conversion_not_found", http_status=404)
+        conversion = _locked(conversion_id, advertiser_id)
         if conversion.status in (ConversionStatus.REJECTED, ConversionStatus.REVERSED):
             return conversion, False
         changed = status_apply_locked(

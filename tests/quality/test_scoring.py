@@ -221,6 +221,8 @@ def test_rescore_task_fans_out(goal, django_capture_on_commit_callbacks, setting
     from apps.quality import tasks
 
     _conversions(goal, n=5, sub1="inj", seconds=[2])
+    # Unit test of the task body: .apply() runs it here, and eager mode keeps any task it queues in
+    # this process too. The real worker runs the same job in tests/flows.
     settings.CELERY_TASK_ALWAYS_EAGER = True
     tasks.rescore_offer.apply(args=[goal.offer_id])
     assert QualityNote.objects.count() == 5
