@@ -36,9 +36,13 @@ class Conversion(models.Model):
     source_id = models.CharField(max_length=255, blank=True)
     aff_click_id = models.CharField(max_length=255, blank=True)
     creative_id = models.CharField(max_length=64, blank=True)
-    offer = models.ForeignKey("offers.Offer", on_delete=models.PROTECT, related_name="conversions")
+    # offer and affiliate lookups use the (offer|affiliate, created_at) indexes: one index less
+    # for each to update on every postback.
+    offer = models.ForeignKey(
+        "offers.Offer", on_delete=models.PROTECT, related_name="conversions", db_index=False
+    )
     affiliate = models.ForeignKey(
-        "partners.Affiliate", on_delete=models.PROTECT, related_name="conversions"
+        "partners.Affiliate", on_delete=models.PROTECT, related_name="conversions", db_index=False
     )
     goal = models.ForeignKey("offers.Goal", on_delete=models.PROTECT, related_name="conversions")
     # The advertiser's order or lead id; "" when none was sent (then one per click and goal).
@@ -100,10 +104,9 @@ class Conversion(models.Model):
         indexes = [
             models.Index(fields=["affiliate", "created_at"], name="conv_aff_time"),
             models.Index(fields=["offer", "created_at"], name="conv_offer_time"),
-            models.Index(fields=["offer", "ip", "created_at"], name="conv_offer_ip_time"),
-            models.Index(
-                fields=["offer", "click_ip", "created_at"], name="conv_offer_click_ip_time"
-            ),
+            # Repeat-IP signals (on the offer and across the affiliate's offers): few rows per IP.
+            models.Index(fields=["ip", "created_at"], name="conv_ip_time"),
+            models.Index(fields=["click_ip", "created_at"], name="conv_click_ip_time"),
             models.Index(fields=["order_id"], name="conv_order_id"),
         ]
 

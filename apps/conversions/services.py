@@ -10,11 +10,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import redis
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 
 from apps.accounts.services import secret_matches
 from apps.advertisers.models import Advertiser
 from apps.advertisers.signing import SignatureRejected, advertiser_signature_check
+from apps.common.db import insert_unless_conflict
 from apps.common.errors import DomainError
 from apps.common.money import InvalidAmount, amount_parse
 from apps.common.net import ip_in_allowlist, ip_parse
@@ -268,6 +269,19 @@ def _repeat_postback(
     return existing, False
 
 
+# The conversion this order already made on the click and goal, else any on them (order ids
+# equal first): both "a retry" and "the goal already converted" from one index lookup.
+_SAME_GOAL_SQL = """
+SELECT id, order_id = %s FROM conversions_conversion
+WHERE click_id = %s AND goal_id = %s
+ORDER BY 2 DESC LIMIT 1
+"""
+
+
+def _conversion_get(conversion_id: int) -> Conversion:
+    return Conversion.objects.select_related("offer").get(pk=conversion_id)
+
+
 def _required_goal_check(*, goal: Goal, click_id: str) -> None:
     """A goal that requires another (a sale after its lead, an upsell after its sale) is only
     accepted after the same click converted on that one."""
@@ -329,15 +343,17 @@ def conversion_record(
 
     # One read answers both "this order again" (a retry) and "the goal already converted on this
     # click"; a concurrent retry that commits in between is caught by the constraints below.
-    same_goal = list(
-        Conversion.objects.select_related("offer").filter(click_id=click.click_id, goal=goal)[:50]
-    )
-    existing = next((c for c in same_goal if c.order_id == order_id), None)
-    if existing is not None:
+    with connection.cursor() as cursor:
+        cursor.execute(_SAME_GOAL_SQL, [order_id, click.click_id, goal.pk])
+        same_goal = cursor.fetchone()
+    if same_goal is not None and same_goal[1]:
         return _repeat_postback(
-            existing, sale_amount=sale_amount, raw_status=params["status"], now=now
+            _conversion_get(same_goal[0]),
+            sale_amount=sale_amount,
+            raw_status=params["status"],
+            now=now,
         )
-    if click.click_id and same_goal and not goal.is_repeatable:
+    if click.click_id and same_goal is not None and not goal.is_repeatable:
         raise PostbackRejected("goal_already_converted", http_status=409)
     _required_goal_check(goal=goal, click_id=click.click_id)
 
@@ -365,54 +381,56 @@ def conversion_record(
     # The score's band may hold (pending, not silently paid) or reject; it never approves.
     status = quality_status(status=status, action=quality.action)
 
-    try:
-        with transaction.atomic():
-            conversion = Conversion.objects.create(
-                **(_click_snapshot(click) if click.click_id else {}),
-                offer=offer,
-                affiliate_id=click.affiliate_id,
-                goal=goal,
-                goal_once=not goal.is_repeatable,
-                order_id=order_id,
-                status=status,
-                currency=offer.currency,
-                sale_amount=sale_amount,
-                payout=payout,
-                revenue=revenue,
-                ip=shopper_ip,
-                country=country,
-                quality_score=quality.score,
-                quality_reasons=quality.reasons,
-                quality_evidence=quality.evidence,
-                quality_rule_version=quality.rule_version,
-                adv1=params["adv1"],
-                adv2=params["adv2"],
-                adv3=params["adv3"],
-                adv4=params["adv4"],
-                adv5=params["adv5"],
-                method=ConversionMethod.COUPON if attribution.coupon_code else via,
-                coupon_code=attribution.coupon_code,
-                created_at=now,
-            )
+    conversion = Conversion(
+        **(_click_snapshot(click) if click.click_id else {}),
+        offer=offer,
+        affiliate_id=click.affiliate_id,
+        goal=goal,
+        goal_once=not goal.is_repeatable,
+        order_id=order_id,
+        status=status,
+        currency=offer.currency,
+        sale_amount=sale_amount,
+        payout=payout,
+        revenue=revenue,
+        ip=shopper_ip,
+        country=country,
+        quality_score=quality.score,
+        quality_reasons=quality.reasons,
+        quality_evidence=quality.evidence,
+        quality_rule_version=quality.rule_version,
+        adv1=params["adv1"],
+        adv2=params["adv2"],
+        adv3=params["adv3"],
+        adv4=params["adv4"],
+        adv5=params["adv5"],
+        method=ConversionMethod.COUPON if attribution.coupon_code else via,
+        coupon_code=attribution.coupon_code,
+        created_at=now,
+    )
+    # No savepoint: ON CONFLICT DO NOTHING raises nothing to roll back to, and the caller's
+    # transaction (postback_process) commits the conversion with its log row.
+    with transaction.atomic(savepoint=False):
+        created = insert_unless_conflict(conversion)
+        if created:
             quality_fingerprint_record(conversion=conversion, result=quality)
             if _conversion_caps_exceeded(conversion, now=now):
                 conversion.is_over_cap = True
                 conversion.save(update_fields=["is_over_cap"])
             side_effects.conversion_changed(conversion)
-    except IntegrityError:
-        # A concurrent retry of the same postback won the race: answer with its conversion.
-        # No conversion for this order id means another order took the goal's one conversion.
-        existing = (
-            Conversion.objects.select_related("offer")
-            .filter(click_id=click.click_id, goal=goal, order_id=order_id)
-            .first()
-        )
-        if existing is None:
-            raise PostbackRejected("goal_already_converted", http_status=409) from None
-        return _repeat_postback(
-            existing, sale_amount=sale_amount, raw_status=params["status"], now=now
-        )
-    return conversion, True
+    if created:
+        return conversion, True
+    # A concurrent retry of the same postback won the race (ON CONFLICT waited for it to commit):
+    # answer with its conversion. None for this order id: another order took the goal's one
+    # conversion.
+    existing = (
+        Conversion.objects.select_related("offer")
+        .filter(click_id=click.click_id, goal=goal, order_id=order_id)
+        .first()
+    )
+    if existing is None:
+        raise PostbackRejected("goal_already_converted", http_status=409)
+    return _repeat_postback(existing, sale_amount=sale_amount, raw_status=params["status"], now=now)
 
 
 def postback_decide(record: Callable[[], tuple[Conversion, bool]]) -> PostbackDecision:
@@ -441,20 +459,22 @@ def postback_process(
 ) -> PostbackDecision:
     """Handle one /postback call end to end and write it to the inbound log, whatever happens."""
     params = postback_params_parse(raw)
-    decision = postback_decide(
-        lambda: conversion_record(
-            params=params, request_ip=request_ip, now=now, request=request, via=via
+    # One transaction, one commit: the conversion (with its outbox rows) and its log row.
+    with transaction.atomic():
+        decision = postback_decide(
+            lambda: conversion_record(
+                params=params, request_ip=request_ip, now=now, request=request, via=via
+            )
         )
-    )
-    postback_log_write(
-        params=params,
-        raw=raw,
-        request_ip=request_ip,
-        method=method,
-        path=path,
-        decision=decision,
-        request=request,
-    )
+        postback_log_write(
+            params=params,
+            raw=raw,
+            request_ip=request_ip,
+            method=method,
+            path=path,
+            decision=decision,
+            request=request,
+        )
     return decision
 
 
@@ -477,7 +497,7 @@ def postback_log_write(
     elif token_like(params.get("click_id", "")):
         click = click_store.click_get(click_id=params["click_id"])
         advertiser_id = click.offer.advertiser_id if click else None
-    return InboundPostbackLog.objects.create(
+    entry = InboundPostbackLog(
         method=method[:8],
         path=path[:64],
         ip=request_ip,
@@ -496,3 +516,5 @@ def postback_log_write(
         http_status=decision.http_status,
         conversion=conversion,
     )
+    insert_unless_conflict(entry)
+    return entry

@@ -15,6 +15,7 @@ from apps.offers.models import (
     OfferVisibility,
 )
 from apps.partners.models import Affiliate, AffiliateStatus
+from apps.tracking import catalog
 
 
 def _runnable_filter(affiliate_id: int) -> Q:
@@ -51,12 +52,17 @@ def offer_list_for_advertiser(*, advertiser_id: int) -> QuerySet[Offer]:
     return Offer.objects.filter(advertiser_id=advertiser_id).prefetch_related("goals")
 
 
+def _offer_goals(offer_id: int) -> tuple[Goal, ...]:
+    return tuple(Goal.objects.filter(offer_id=offer_id).order_by("pk"))
+
+
 def goal_for_code(*, offer: Offer, code: str | None) -> Goal | None:
-    """The goal a postback names, or the offer's default goal when it names none."""
-    goals = Goal.objects.filter(offer=offer)
+    """The goal a postback names, or the offer's default goal when it names none (from the
+    catalog: shared read-only instances)."""
+    goals: tuple[Goal, ...] = catalog.cached("offer-goals", offer.pk, _offer_goals)
     if code:
-        return goals.filter(code=code).first()
-    return goals.filter(is_default=True).first()
+        return next((goal for goal in goals if goal.code == code), None)
+    return next((goal for goal in goals if goal.is_default), None)
 
 
 def tracking_link(*, offer_id: int, affiliate_id: int) -> str:
@@ -64,17 +70,22 @@ def tracking_link(*, offer_id: int, affiliate_id: int) -> str:
     return f"{base}/click?{urlencode({'offer_id': offer_id, 'aff_id': affiliate_id})}"
 
 
+def _custom_payouts(key: tuple[int, int]) -> tuple[CustomPayout, ...]:
+    offer_id, affiliate_id = key
+    return tuple(CustomPayout.objects.filter(offer_id=offer_id, affiliate_id=affiliate_id))
+
+
 def custom_payout_for(
     *, offer_id: int, affiliate_id: int, goal_id: int, country: str
 ) -> CustomPayout | None:
     """The affiliate's own payout for this conversion, the most specific that applies: goal and
     country, then goal, then country, then the whole offer."""
-    candidates = CustomPayout.objects.filter(
-        Q(goal_id=goal_id) | Q(goal__isnull=True),
-        Q(country=country) | Q(country=""),
-        offer_id=offer_id,
-        affiliate_id=affiliate_id,
+    rows: tuple[CustomPayout, ...] = catalog.cached(
+        "custom-payouts", (offer_id, affiliate_id), _custom_payouts
     )
+    candidates = [
+        row for row in rows if row.goal_id in (goal_id, None) and row.country in (country, "")
+    ]
     return max(
         candidates,
         key=lambda row: (row.goal_id is not None, row.country != ""),

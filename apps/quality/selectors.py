@@ -13,6 +13,7 @@ from apps.conversions.models import Conversion
 from apps.offers.models import Goal, Offer
 from apps.quality.models import GoalQualitySetting, QualityAction, QualityProfile
 from apps.quality.signals import DEFAULT_WEIGHTS
+from apps.tracking import catalog
 
 ENGINE_VERSION = "q2"
 
@@ -51,20 +52,27 @@ def _clean_weights(raw: object) -> dict[str, int]:
 def quality_profile_for_offer(*, offer: Offer) -> ResolvedProfile:
     """Built-in weights, then the network default's, then the offer's own; bands from the offer's
     profile if it has one, else the network default; hold threshold falls back to the offer's
-    quality_threshold."""
+    quality_threshold. Kept in the catalog (profiles tell it when they change)."""
+    return catalog.cached(  # type: ignore[no-any-return]
+        "quality-profile", (offer.pk, offer.quality_threshold), _profile_resolve
+    )
+
+
+def _profile_resolve(key: tuple[int, int]) -> ResolvedProfile:
+    offer_id, quality_threshold = key
     profiles = {
         profile.offer_id: profile
         for profile in QualityProfile.objects.filter(offer__isnull=True)
-        | QualityProfile.objects.filter(offer=offer)
+        | QualityProfile.objects.filter(offer_id=offer_id)
     }
     network = profiles.get(None)
-    own = profiles.get(offer.pk)
+    own = profiles.get(offer_id)
     weights = dict(DEFAULT_WEIGHTS)
     for profile in (network, own):
         if profile is not None:
             weights.update(_clean_weights(profile.weights))
     bands = own or network
-    hold_below = offer.quality_threshold
+    hold_below = quality_threshold
     if bands is not None and bands.hold_below is not None:
         hold_below = bands.hold_below
     version = (
@@ -85,8 +93,12 @@ class GoalTimings:
     max_seconds: float | None
 
 
+def _goal_setting(goal_id: int) -> GoalQualitySetting | None:
+    return GoalQualitySetting.objects.filter(goal_id=goal_id).first()
+
+
 def goal_timings(*, goal: Goal | None, offer: Offer) -> GoalTimings:
-    setting = GoalQualitySetting.objects.filter(goal=goal).first() if goal is not None else None
+    setting = catalog.cached("goal-quality", goal.pk, _goal_setting) if goal is not None else None
     if setting is not None:
         return GoalTimings(setting.min_seconds, setting.max_seconds)
     return GoalTimings(float(offer.min_seconds_to_convert), settings.QUALITY_MAX_SECONDS_TO_CONVERT)

@@ -16,6 +16,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F
 
+from apps.common.db import insert_unless_conflict
 from apps.conversions.models import Conversion, StatusChangeSource
 from apps.offers.models import ConversionStatus, Goal, Offer
 from apps.quality import signals as sig
@@ -90,16 +91,20 @@ def quality_score(
             sig.signal_too_slow(seconds=seconds, max_seconds=timings.max_seconds),
         ]
     )
+    history = sig.history_read(
+        ip=ip,
+        offer_id=offer.pk,
+        affiliate_id=click.affiliate_id,
+        click_id=click.click_id,
+        ua_ip_hash=ua_ip_hash,
+        email_hash=email_hash,
+        phone_hash=phone_hash,
+        now=now,
+    )
     fired = [
         *timing,
-        sig.signal_repeat_ip_on_offer(ip=ip, offer_id=offer.pk, click_id=click.click_id, now=now),
-        sig.signal_repeat_ip_on_affiliate(
-            ip=ip,
-            affiliate_id=click.affiliate_id,
-            offer_id=offer.pk,
-            click_id=click.click_id,
-            now=now,
-        ),
+        sig.signal_repeat_ip_on_offer(ip=ip, history=history),
+        sig.signal_repeat_ip_on_affiliate(ip=ip, history=history),
         sig.signal_bot_user_agent(is_bot=click.is_bot, user_agent=click.user_agent),
         sig.signal_non_browser(non_browser=click.non_browser, is_bot=click.is_bot),
         sig.signal_country_mismatch(
@@ -111,12 +116,10 @@ def quality_score(
             blocked=list(offer.blocked_countries),
         ),
         sig.signal_datacenter_ip(click_ip=click.ip, conversion_ip=conversion_ip),
-        sig.signal_same_device_across_subs(
-            ua_ip_hash=ua_ip_hash, affiliate_id=click.affiliate_id, sub1=click.sub1, now=now
-        ),
+        sig.signal_same_device_across_subs(sub1=click.sub1, history=history),
         sig.signal_email(email=email),
         sig.signal_phone(phone=phone, country=click.country),
-        *sig.signal_lead_seen(offer_id=offer.pk, email_hash=email_hash, phone_hash=phone_hash),
+        *sig.signal_lead_seen(history=history),
     ]
     seen = [signal for signal in fired if signal is not None]
     score, reasons = quality_combine(fired=seen, profile=profile)
@@ -147,15 +150,17 @@ def quality_status(*, status: ConversionStatus, action: QualityAction) -> Conver
 
 def quality_fingerprint_record(*, conversion: Conversion, result: QualityResult) -> None:
     """Keep the hashes later conversions are compared against (in the caller's transaction)."""
-    LeadFingerprint.objects.create(
-        conversion=conversion,
-        offer_id=conversion.offer_id,
-        affiliate_id=conversion.affiliate_id,
-        sub1=conversion.sub1,
-        ua_ip_hash=result.ua_ip_hash,
-        email_hash=result.email_hash,
-        phone_hash=result.phone_hash,
-        created_at=conversion.created_at,
+    insert_unless_conflict(
+        LeadFingerprint(
+            conversion=conversion,
+            offer_id=conversion.offer_id,
+            affiliate_id=conversion.affiliate_id,
+            sub1=conversion.sub1,
+            ua_ip_hash=result.ua_ip_hash,
+            email_hash=result.email_hash,
+            phone_hash=result.phone_hash,
+            created_at=conversion.created_at,
+        )
     )
 
 

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from django.db.models import Q, QuerySet
-
-from apps.conversions.models import Conversion
+from apps.common.db import fetchone_prepared
 from apps.quality.hosting import asn_is_hosting, asn_name_for_ip
 from apps.quality.leads import email_check, phone_check
-from apps.quality.models import LeadFingerprint
 
 
 class Reason:
@@ -109,49 +105,100 @@ def signal_too_slow(*, seconds: float, max_seconds: float | None) -> Signal | No
 # --- IP ------------------------------------------------------------------------------------------
 
 
-def _other_clicks(conversions: QuerySet[Any], click_id: str) -> QuerySet[Any]:
-    """Conversions on other clicks than this one. A coupon conversion has no click (""): then
-    every other conversion counts, coupon ones included."""
-    return conversions.exclude(click_id=click_id) if click_id else conversions
+@dataclass(frozen=True)
+class History:
+    """What the database already holds that the inline signals compare a conversion with, read
+    in one statement (history_read): capped counts, never more rows than a signal looks at."""
+
+    ip_on_offer: int = 0  # conversions from this IP on the offer, other clicks, last 24 h
+    ip_on_affiliate: int = 0  # ... on the affiliate's other offers
+    device_subs: frozenset[str] = frozenset()  # sub1s this UA+IP converted under, last 24 h
+    email_seen: int = 0  # earlier conversions on the offer with this email (hash)
+    phone_seen: int = 0
 
 
-def signal_repeat_ip_on_offer(
-    *, ip: str | None, offer_id: int, click_id: str, now: datetime
-) -> Signal | None:
+# Each part is skipped (a constant) when its key is empty. click_id '' (a coupon conversion):
+# every other conversion counts, coupon ones included. The IP indexes (ip/click_ip, created_at)
+# serve both the offer and the affiliate count.
+_HISTORY_SQL = """
+SELECT
+  CASE WHEN %(ip)s::inet IS NULL THEN 0 ELSE (
+    SELECT count(*) FROM (
+      SELECT 1 FROM conversions_conversion
+      WHERE (ip = %(ip)s::inet OR click_ip = %(ip)s::inet) AND created_at >= %(ip_since)s
+        AND offer_id = %(offer_id)s AND (%(click_id)s = '' OR click_id <> %(click_id)s)
+      LIMIT 10) AS found) END,
+  CASE WHEN %(ip)s::inet IS NULL THEN 0 ELSE (
+    SELECT count(*) FROM (
+      SELECT 1 FROM conversions_conversion
+      WHERE (ip = %(ip)s::inet OR click_ip = %(ip)s::inet) AND created_at >= %(ip_since)s
+        AND affiliate_id = %(affiliate_id)s AND offer_id <> %(offer_id)s
+        AND (%(click_id)s = '' OR click_id <> %(click_id)s)
+      LIMIT 10) AS found) END,
+  CASE WHEN %(ua_ip_hash)s = '' THEN ARRAY[]::text[] ELSE ARRAY(
+    SELECT DISTINCT sub1 FROM quality_leadfingerprint
+    WHERE affiliate_id = %(affiliate_id)s AND ua_ip_hash = %(ua_ip_hash)s
+      AND created_at >= %(subs_since)s
+    LIMIT 50) END,
+  CASE WHEN %(email_hash)s = '' THEN 0 ELSE (
+    SELECT count(*) FROM quality_leadfingerprint
+    WHERE offer_id = %(offer_id)s AND email_hash = %(email_hash)s) END,
+  CASE WHEN %(phone_hash)s = '' THEN 0 ELSE (
+    SELECT count(*) FROM quality_leadfingerprint
+    WHERE offer_id = %(offer_id)s AND phone_hash = %(phone_hash)s) END
+"""
+
+
+def history_read(
+    *,
+    ip: str | None,
+    offer_id: int,
+    affiliate_id: int,
+    click_id: str,
+    ua_ip_hash: str,
+    email_hash: str,
+    phone_hash: str,
+    now: datetime,
+) -> History:
+    """One round trip for every signal that compares with earlier conversions."""
+    row = fetchone_prepared(
+        _HISTORY_SQL,
+        {
+            "ip": ip or None,
+            "ip_since": now - REPEAT_IP_WINDOW,
+            "offer_id": offer_id,
+            "affiliate_id": affiliate_id,
+            "click_id": click_id,
+            "ua_ip_hash": ua_ip_hash,
+            "subs_since": now - SUBS_WINDOW,
+            "email_hash": email_hash,
+            "phone_hash": phone_hash,
+        },
+    )
+    if row is None:  # cannot happen: a SELECT of constants and aggregates has its one row
+        return History()
+    return History(
+        ip_on_offer=row[0],
+        ip_on_affiliate=row[1],
+        device_subs=frozenset(row[2]),
+        email_seen=row[3],
+        phone_seen=row[4],
+    )
+
+
+def signal_repeat_ip_on_offer(*, ip: str | None, history: History) -> Signal | None:
     """The same IP (shopper's or click's) converted on the offer within 24 h on another click."""
-    if not ip:
-        return None
-    earlier = _other_clicks(
-        Conversion.objects.filter(
-            Q(ip=ip) | Q(click_ip=ip), offer_id=offer_id, created_at__gte=now - REPEAT_IP_WINDOW
-        ),
-        click_id,
-    ).values_list("pk", flat=True)
-    found = list(earlier[:10])
-    if len(found) >= REPEAT_IP_LIMIT:
-        return Signal(Reason.REPEAT_IP, {"ip": ip, "earlier_conversions": len(found)})
+    if ip and history.ip_on_offer >= REPEAT_IP_LIMIT:
+        return Signal(Reason.REPEAT_IP, {"ip": ip, "earlier_conversions": history.ip_on_offer})
     return None
 
 
-def signal_repeat_ip_on_affiliate(
-    *, ip: str | None, affiliate_id: int, offer_id: int, click_id: str, now: datetime
-) -> Signal | None:
+def signal_repeat_ip_on_affiliate(*, ip: str | None, history: History) -> Signal | None:
     """The same IP converted on the affiliate's other offers within 24 h, more than twice."""
-    if not ip:
-        return None
-    earlier = (
-        Conversion.objects.filter(
-            Q(ip=ip) | Q(click_ip=ip),
-            affiliate_id=affiliate_id,
-            created_at__gte=now - REPEAT_IP_WINDOW,
+    if ip and history.ip_on_affiliate >= REPEAT_IP_AFFILIATE_LIMIT:
+        return Signal(
+            Reason.REPEAT_IP_AFFILIATE, {"ip": ip, "earlier_conversions": history.ip_on_affiliate}
         )
-        .exclude(offer_id=offer_id)
-        .values_list("pk", flat=True)
-    )
-    earlier = _other_clicks(earlier, click_id)
-    found = list(earlier[:10])
-    if len(found) >= REPEAT_IP_AFFILIATE_LIMIT:
-        return Signal(Reason.REPEAT_IP_AFFILIATE, {"ip": ip, "earlier_conversions": len(found)})
     return None
 
 
@@ -202,20 +249,11 @@ def signal_non_browser(*, non_browser: bool, is_bot: bool) -> Signal | None:
     return None
 
 
-def signal_same_device_across_subs(
-    *, ua_ip_hash: str, affiliate_id: int, sub1: str, now: datetime
-) -> Signal | None:
+def signal_same_device_across_subs(*, sub1: str, history: History) -> Signal | None:
     """The same user agent + IP converting under many sub ids of one affiliate within 24 h."""
-    if not ua_ip_hash:
+    if not history.device_subs:
         return None
-    subs = set(
-        LeadFingerprint.objects.filter(
-            affiliate_id=affiliate_id, ua_ip_hash=ua_ip_hash, created_at__gte=now - SUBS_WINDOW
-        )
-        .values_list("sub1", flat=True)
-        .distinct()[:50]
-    )
-    subs.add(sub1)
+    subs = history.device_subs | {sub1}
     if len(subs) >= SUBS_LIMIT:
         return Signal(Reason.UA_IP_ACROSS_SUBS, {"sub_ids": len(subs)})
     return None
@@ -246,16 +284,13 @@ def signal_phone(*, phone: str, country: str) -> Signal | None:
     return None
 
 
-def signal_lead_seen(*, offer_id: int, email_hash: str, phone_hash: str) -> list[Signal]:
+def signal_lead_seen(*, history: History) -> list[Signal]:
     """The same email or phone (by hash) already converted on the offer."""
-    signals = []
-    for code, name, value in (
-        (Reason.EMAIL_SEEN, "email_hash", email_hash),
-        (Reason.PHONE_SEEN, "phone_hash", phone_hash),
-    ):
-        if not value:
-            continue
-        earlier = LeadFingerprint.objects.filter(offer_id=offer_id, **{name: value}).count()
-        if earlier:
-            signals.append(Signal(code, {"earlier_conversions": earlier}))
-    return signals
+    return [
+        Signal(code, {"earlier_conversions": earlier})
+        for code, earlier in (
+            (Reason.EMAIL_SEEN, history.email_seen),
+            (Reason.PHONE_SEEN, history.phone_seen),
+        )
+        if earlier
+    ]

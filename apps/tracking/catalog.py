@@ -1,9 +1,10 @@
-"""The click path's view of offers, affiliates, access and caps: an in-process cache.
+"""The hot paths' view of offers, affiliates, access and caps: an in-process cache.
 
-Every web process keeps what it has looked up in plain dicts, so a click costs no PostgreSQL query
-once warm. Any change to those models bumps a version number in Redis (after commit); each process
-reads that number at most once per CATALOG_CHECK_SECONDS and drops its cache when it moved, so staff
-edits reach every process within a few seconds. Entries also expire after CATALOG_MAX_AGE_SECONDS,
+Every web process keeps what it has looked up in plain dicts, so a click (and most of a postback:
+offer, advertiser, goals, custom payouts, quality profile) costs no PostgreSQL query once warm.
+Any change to those models bumps a version number in Redis (after commit); each process reads that
+number at most once per CATALOG_CHECK_SECONDS and drops its cache when it moved, so staff edits
+reach every process within a few seconds. Entries also expire after CATALOG_MAX_AGE_SECONDS,
 which bounds staleness if Redis cannot be read.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,10 +89,13 @@ class _Catalog:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, Any], tuple[float, Any]] = {}
         self._version: bytes | None = None
-        self._checked_at = 0.0
+        self._checked_at: float | None = None  # never: check at the next lookup
 
     def _check_version(self, now: float) -> None:
-        if now - self._checked_at < settings.CATALOG_CHECK_SECONDS:
+        # monotonic() counts from boot: "never checked" cannot be 0.0 on a machine up for less
+        # than CATALOG_CHECK_SECONDS.
+        checked_at = self._checked_at
+        if checked_at is not None and now - checked_at < settings.CATALOG_CHECK_SECONDS:
             return
         self._checked_at = now
         try:
@@ -118,7 +123,7 @@ class _Catalog:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._checked_at = 0.0
+            self._checked_at = None
 
 
 _catalog = _Catalog()
@@ -166,6 +171,21 @@ def _load_access(key: tuple[int, int]) -> str | None:
     )
 
 
+def cached(kind: str, key: Any, load: Callable[[Any], Any]) -> Any:
+    """`load(key)`, kept in this process until a catalog change or CATALOG_MAX_AGE_SECONDS.
+    Only for rows whose models tell the catalog they changed (apps.tracking.signals)."""
+    return _catalog.get(kind, key, load)
+
+
+def _load_offer_model(offer_id: int) -> Offer | None:
+    return Offer.objects.select_related("advertiser").filter(pk=offer_id).first()
+
+
+def offer_with_advertiser(offer_id: int) -> Offer | None:
+    """The Offer row with its advertiser, shared read-only between requests: never modify it."""
+    return _catalog.get("offer-model", offer_id, _load_offer_model)  # type: ignore[no-any-return]
+
+
 def offer_snapshot(offer_id: int) -> OfferSnapshot | None:
     return _catalog.get("offer", offer_id, _load_offer)  # type: ignore[no-any-return]
 
@@ -181,6 +201,11 @@ def access_allows(offer: OfferSnapshot, affiliate_id: int) -> bool:
     if offer.visibility == OfferVisibility.PUBLIC:
         return status != AccessStatus.REJECTED
     return status == AccessStatus.APPROVED
+
+
+def catalog_local_clear() -> None:
+    """Drop this process's cache now (the others follow on catalog_invalidate after commit)."""
+    _catalog.clear()
 
 
 def catalog_invalidate() -> None:

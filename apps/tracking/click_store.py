@@ -12,7 +12,7 @@ from typing import Any
 import redis
 from django.db import connection, transaction
 
-from apps.tracking import partitions
+from apps.tracking import catalog, partitions
 from apps.tracking.buffer import click_pending_get
 from apps.tracking.click_ids import click_id_time
 from apps.tracking.models import Click
@@ -109,20 +109,40 @@ def clicks_insert(clicks: list[dict[str, Any]], *, replay: bool = True) -> int:
         return int(cursor.rowcount)
 
 
+_CLICK_SELECT = f"SELECT id, {_COLUMN_LIST} FROM tracking_click WHERE click_id = %s"
+_CLICK_FIELDS = ("id", *COLUMNS)
+
+
+def _click_fetch(click_id: str, created: datetime | None) -> Click | None:
+    """One row by id, in plain SQL (this is on every postback). The id carries its second, so
+    the time filter keeps the scan to one partition."""
+    sql = _CLICK_SELECT
+    params: list[Any] = [click_id]
+    if created is not None:
+        sql += " AND created_at >= %s AND created_at < %s"
+        params += [created, created + timedelta(seconds=1)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " LIMIT 1", params)
+        row = cursor.fetchone()
+    return None if row is None else Click(**dict(zip(_CLICK_FIELDS, row, strict=True)))
+
+
 def click_get(*, click_id: str) -> Click | None:
     """A click by id: from PostgreSQL (one partition: the id carries its second), or, before the
-    drain has moved it, from the short-lived copy the buffer keeps in Redis."""
+    drain has moved it, from the short-lived copy the buffer keeps in Redis. Its offer (with the
+    advertiser) comes from the catalog, shared read-only."""
     created = click_id_time(click_id)
-    clicks = Click.objects.select_related("offer", "offer__advertiser", "affiliate").filter(
-        click_id=click_id
-    )
-    if created is not None:
-        clicks = clicks.filter(
-            created_at__gte=created, created_at__lt=created + timedelta(seconds=1)
-        )
-    click = clicks.first()
-    if click is not None or created is None:
-        return click
+    click = _click_fetch(click_id, created)
+    if click is None and created is not None:
+        click = _click_pending(click_id)
+    if click is not None:
+        offer = catalog.offer_with_advertiser(click.offer_id)
+        if offer is not None:
+            click.offer = offer
+    return click
+
+
+def _click_pending(click_id: str) -> Click | None:
     try:
         pending = click_pending_get(click_id)
     except redis.RedisError:

@@ -124,6 +124,7 @@ def test_a_lookup_by_click_id_reads_one_partition(
         browser.get(click_url(offer_id=offer.pk, aff_id=affiliate.pk)).cookies["ocpa_cid"].value
     )
     drain()
+    click_store.click_get(click_id=click_id)  # warms the catalog: the offer and its advertiser
     with django_assert_num_queries(1) as captured:
         click = click_store.click_get(click_id=click_id)
     assert (click.click_id, click.offer_id, click.offer.advertiser_id) == (
