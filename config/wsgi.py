@@ -16,6 +16,7 @@ from django.conf import settings  # noqa: E402 - after Django is set up
 from django.utils import timezone  # noqa: E402
 from django.utils.encoding import iri_to_uri  # noqa: E402
 
+from apps.common.net import request_is_https  # noqa: E402
 from apps.tracking.http import click_respond  # noqa: E402
 
 CLICK_PATHS = frozenset({"/click", "/aff_c"})
@@ -35,7 +36,9 @@ def _query(environ: dict[str, Any]) -> dict[str, str] | None:
 def click_application(
     environ: dict[str, Any], start_response: Callable[..., Any]
 ) -> Iterable[bytes]:
-    secure = environ.get("wsgi.url_scheme") == "https"
+    # Behind a TLS proxy the click cookie must still be SameSite=None; Secure, or the pixels on
+    # the advertiser's pages (a third-party context) never see it.
+    secure = request_is_https(environ)
     answer = click_respond(meta=environ, query=_query(environ), now=timezone.now(), secure=secure)
     headers = [
         ("Location", iri_to_uri(answer.location)),

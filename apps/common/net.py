@@ -88,6 +88,19 @@ def client_ip_from_meta(meta: Mapping[str, Any]) -> str | None:
     return str(remote)
 
 
+def request_is_https(meta: Mapping[str, Any]) -> bool:
+    """Whether the shopper's connection was HTTPS: our own TLS, or a TLS-terminating proxy in
+    TRUSTED_PROXIES that says so (X-Forwarded-Proto; its right-most value, the one it wrote).
+    Anyone else's X-Forwarded-Proto is ignored."""
+    if meta.get("wsgi.url_scheme") == "https":
+        return True
+    remote = ip_parse(meta.get("REMOTE_ADDR", ""))
+    if remote is None or not _in_any(remote, settings.TRUSTED_PROXIES):
+        return False
+    proto = meta.get("HTTP_X_FORWARDED_PROTO", "").rsplit(",", 1)[-1]
+    return proto.strip().lower() == "https"
+
+
 def ip_is_public(address: IPAddress) -> bool:
     """True only for globally routable unicast addresses we may connect to."""
     if isinstance(address, ipaddress.IPv6Address):

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
+from apps.common.net import request_is_https
 from apps.tracking import services
 from apps.tracking.http import click_respond
 
@@ -24,7 +25,7 @@ def click(request: HttpRequest) -> HttpResponse:
     except SuspiciousOperation:  # too many parameters and the like
         query = None
     answer = click_respond(
-        meta=request.META, query=query, now=timezone.now(), secure=request.is_secure()
+        meta=request.META, query=query, now=timezone.now(), secure=request_is_https(request.META)
     )
     try:
         response = HttpResponseRedirect(answer.location)
