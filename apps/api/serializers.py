@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from apps.commissions.models import Statement
+from apps.commissions.models import Statement, TierReached
 from apps.conversions.models import Conversion
-from apps.offers.models import Goal, Offer
+from apps.offers.models import Goal, Offer, PayoutTier
 from apps.offers.selectors import tracking_link
 from apps.partners.models import Affiliate
 
@@ -146,6 +146,7 @@ class StatementSerializer(serializers.ModelSerializer[Statement]):
             "period_start",
             "period_end",
             "currency",
+            "timezone",
             "status",
             "total",
             "minimum_payout",
@@ -153,3 +154,22 @@ class StatementSerializer(serializers.ModelSerializer[Statement]):
             "approved_at",
             "paid_at",
         ]
+
+
+class PayoutTierSerializer(serializers.ModelSerializer[PayoutTier]):
+    class Meta:
+        model = PayoutTier
+        fields = ["id", "name", "threshold", "goal_id", "payout_type", "payout", "payout_percent"]
+
+
+class TierReachedSerializer(serializers.ModelSerializer[TierReached]):
+    """A volume tier the affiliate reached: conversions of `month` (the offer's time zone)
+    created at or after `reached_at` earn the tier's payout."""
+
+    offer_name = serializers.CharField(source="offer.name", read_only=True)
+    month = serializers.DateField(format="%Y-%m", read_only=True)
+    tier = PayoutTierSerializer(read_only=True)
+
+    class Meta:
+        model = TierReached
+        fields = ["id", "offer_id", "offer_name", "month", "reached_at", "conversion_id", "tier"]

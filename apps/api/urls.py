@@ -1,7 +1,7 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from apps.api import affiliate_postbacks, conversion_actions, views
+from apps.api import advertiser_signing, affiliate_postbacks, conversion_actions, views
 from apps.api import reconciliation as reconciliation_views
 
 affiliate_router = SimpleRouter()
@@ -41,6 +41,7 @@ urlpatterns = [
         views.AffiliateStatementInvoice.as_view(),
         name="affiliate-statement-invoice",
     ),
+    path("affiliate/tiers/", views.AffiliateTierList.as_view(), name="affiliate-tiers"),
     path(
         "affiliate/conversions/<int:pk>/resend-postbacks/",
         affiliate_postbacks.AffiliateConversionResendPostbacks.as_view(),
@@ -59,6 +60,11 @@ urlpatterns = [
         name="advertiser-conversions",
     ),
     path("advertiser/stats/", views.AdvertiserStats.as_view(), name="advertiser-stats"),
+    path(
+        "advertiser/signing-secret/",
+        advertiser_signing.AdvertiserSigningSecret.as_view(),
+        name="advertiser-signing-secret",
+    ),
     path(
         "advertiser/reconciliations/",
         reconciliation_views.ReconciliationListCreate.as_view(),

@@ -28,8 +28,12 @@ from apps.api.permissions import (
 )
 from apps.api.renderers import StatsCsvRenderer
 from apps.commissions.exports import statement_csv, statement_invoice_html
-from apps.commissions.models import Statement
-from apps.commissions.selectors import balance_breakdown_for_affiliate, statement_list_for_affiliate
+from apps.commissions.models import Statement, TierReached
+from apps.commissions.selectors import (
+    balance_breakdown_for_affiliate,
+    statement_list_for_affiliate,
+    tier_reached_list_for_affiliate,
+)
 from apps.commissions.services import balance_for_affiliate
 from apps.conversions.models import Conversion
 from apps.offers.models import ConversionStatus, Offer
@@ -220,6 +224,35 @@ class AffiliateStatementInvoice(AffiliateStatementDetail):
     @extend_schema(responses={(200, "text/html"): str})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         return HttpResponse(statement_invoice_html(statement=self.get_object()))
+
+
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[
+            OpenApiParameter("month", str, description="Only this month (YYYY-MM)."),
+        ]
+    )
+)
+class AffiliateTierList(generics.ListAPIView[TierReached]):
+    """The volume tiers the caller reached, newest month first: from `reached_at` to the end of
+    `month` its conversions on the offer earn the tier's payout (when higher than their own)."""
+
+    permission_classes = [IsAffiliate]
+    serializer_class = serializers.TierReachedSerializer
+
+    def get_queryset(self) -> QuerySet[TierReached]:
+        if getattr(self, "swagger_fake_view", False):
+            return TierReached.objects.none()
+        month = None
+        raw = self.request.query_params.get("month")
+        if raw:
+            try:
+                month = dt.date.fromisoformat(f"{raw}-01")
+            except ValueError as invalid:
+                raise ApiError("invalid_filter", "month is YYYY-MM.") from invalid
+        return tier_reached_list_for_affiliate(
+            affiliate_id=affiliate_of(self.request).pk, month=month
+        )
 
 
 # --- Advertiser --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from apps.commissions import services
 from apps.commissions.exports import statement_csv, statement_invoice_html
-from apps.commissions.models import LedgerEntry, Statement, StatementLine
+from apps.commissions.models import LedgerEntry, Statement, StatementLine, TierReached
 
 
 class LedgerEntryForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -45,6 +45,8 @@ class LedgerEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "currency",
         "conversion",
         "cycle",
+        "tier_reached",
+        "rate",
         "statement",
     ]
     list_filter = ["kind", "currency"]
@@ -55,6 +57,56 @@ class LedgerEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     fields = ["affiliate", "kind", "amount", "currency", "conversion", "cycle", "memo"]
 
     # Append-only: entries can be added (manual adjustments) but never changed or deleted.
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(TierReached)
+class TierReachedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Which affiliate reached which volume tier in which month, and from when it pays. Written by
+    the accrual job only; append-only in the database."""
+
+    list_display = [
+        "id",
+        "month_label",
+        "affiliate",
+        "offer",
+        "tier",
+        "reached_at",
+        "conversion",
+        "commissions_at_tier",
+    ]
+    list_filter = ["month"]
+    search_fields = ["=affiliate__id", "affiliate__name", "=offer__id", "offer__name", "tier__name"]
+    list_select_related = ["affiliate", "offer", "tier"]
+    readonly_fields = [
+        "affiliate",
+        "offer",
+        "tier",
+        "month",
+        "reached_at",
+        "conversion",
+        "created_at",
+        "commissions_at_tier",
+    ]
+
+    @admin.display(description="month", ordering="month")
+    def month_label(self, row: TierReached) -> str:
+        return f"{row.month:%Y-%m}"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TierReached]:
+        return super().get_queryset(request).annotate(n_commissions=Count("commissions"))
+
+    @admin.display(description="commissions at this tier", ordering="n_commissions")
+    def commissions_at_tier(self, row: TierReached) -> int:
+        return int(getattr(row, "n_commissions", 0))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
@@ -92,6 +144,7 @@ class StatementAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "affiliate",
         "period_start",
         "period_end",
+        "timezone",
         "currency",
         "total",
         "status",
@@ -104,6 +157,7 @@ class StatementAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "currency",
         "period_start",
         "period_end",
+        "timezone",
         "status",
         "total",
         "minimum_payout",

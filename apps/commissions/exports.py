@@ -1,9 +1,12 @@
-"""A statement as CSV and as a printable HTML invoice (the same rows for staff and affiliate)."""
+"""A statement as CSV and as a printable HTML invoice (the same rows for staff and affiliate).
+Times are shown in the time zone the statement's period was counted in (ISO 8601, with offset)."""
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import zoneinfo
 
 from django.template.loader import render_to_string
 
@@ -24,7 +27,12 @@ CSV_COLUMNS = [
 ]
 
 
+def _local(moment: dt.datetime, tz: zoneinfo.ZoneInfo) -> str:
+    return moment.astimezone(tz).isoformat()
+
+
 def _rows(statement: Statement) -> list[list[str]]:
+    tz = zoneinfo.ZoneInfo(statement.timezone)
     rows = []
     for entry in statement_entries(statement=statement):
         conversion = entry.conversion
@@ -32,8 +40,8 @@ def _rows(statement: Statement) -> list[list[str]]:
             [
                 str(entry.pk),
                 entry.kind,
-                entry.created_at.isoformat(),
-                entry.available_at.isoformat(),
+                _local(entry.created_at, tz),
+                _local(entry.available_at, tz),
                 str(entry.conversion_id or ""),
                 conversion.offer.name if conversion else "",
                 conversion.goal.code if conversion else "",

@@ -10,7 +10,8 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from apps.commissions.models import LedgerEntry, Statement
+from apps.commissions.models import LedgerEntry, Statement, TierReached
+from apps.commissions.sql import minor_units_sql
 
 _ZERO = Decimal("0")
 
@@ -55,6 +56,23 @@ def balance_breakdown_for_affiliate(
 
 def statement_list_for_affiliate(*, affiliate_id: int) -> QuerySet[Statement]:
     return Statement.objects.filter(affiliate_id=affiliate_id).order_by("-period_start", "currency")
+
+
+def tier_reached_list_for_affiliate(
+    *, affiliate_id: int, month: dt.date | None = None
+) -> QuerySet[TierReached]:
+    """The volume tiers the affiliate reached, newest month first; one month only if given."""
+    rows = TierReached.objects.filter(affiliate_id=affiliate_id).select_related("tier", "offer")
+    if month is not None:
+        rows = rows.filter(month=month.replace(day=1))
+    return rows.order_by("-month", "offer_id", "reached_at", "id")
+
+
+def accrual_queue_length() -> int:
+    """Conversion changes waiting for the accrual job (a conversion may be queued twice)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM commissions_accrualqueue")
+        return int(cursor.fetchone()[0])
 
 
 def statement_entries(*, statement: Statement) -> QuerySet[LedgerEntry]:
@@ -119,6 +137,63 @@ _CHECKS: dict[str, str] = {
                    - count(*) FILTER (WHERE kind = 'reversal') NOT IN (0, 1)
             OR max(cycle) FILTER (WHERE kind = 'commission')
                    <> count(*) FILTER (WHERE kind = 'commission') - 1
+    """,
+    # A referral entry is its commission's share: same conversion and cycle, same currency, to
+    # another affiliate, `rate` percent of the commission rounded half-up to the minor unit.
+    "referral_not_matching_commission": """
+        SELECT f.id, f.conversion_id, f.cycle, f.amount, c.amount, f.rate
+        FROM commissions_ledgerentry f
+        LEFT JOIN commissions_ledgerentry c ON c.conversion_id = f.conversion_id
+             AND c.kind = 'commission' AND c.cycle = f.cycle
+        WHERE f.kind = 'referral' AND (c.id IS NULL OR f.rate IS NULL OR f.amount <= 0
+             OR f.currency <> c.currency OR f.affiliate_id = c.affiliate_id
+             OR f.amount <> round(c.amount * f.rate / 100, {scale}))
+    """.replace("{scale}", minor_units_sql("c.currency")),
+    # A referral reversal takes back exactly its referral, and only once the commission that
+    # referral was cut from has been reversed.
+    "referral_reversal_not_matching": """
+        SELECT r.id, r.conversion_id, r.cycle, r.amount, f.amount FROM commissions_ledgerentry r
+        LEFT JOIN commissions_ledgerentry f ON f.conversion_id = r.conversion_id
+             AND f.kind = 'referral' AND f.cycle = r.cycle
+        WHERE r.kind = 'referral_reversal' AND (f.id IS NULL OR f.amount <> -r.amount
+             OR f.affiliate_id <> r.affiliate_id OR f.currency <> r.currency
+             OR NOT EXISTS (SELECT 1 FROM commissions_ledgerentry x
+                            WHERE x.conversion_id = r.conversion_id AND x.kind = 'reversal'
+                              AND x.cycle = r.cycle))
+    """,
+    # A referral lives exactly as long as its commission: reversed with it.
+    "referral_live_after_commission_reversed": """
+        SELECT f.id, f.conversion_id, f.cycle, f.affiliate_id FROM commissions_ledgerentry f
+        JOIN commissions_ledgerentry x ON x.conversion_id = f.conversion_id
+             AND x.kind = 'reversal' AND x.cycle = f.cycle
+        WHERE f.kind = 'referral' AND x.created_at < %(settled_before)s
+          AND NOT EXISTS (SELECT 1 FROM commissions_ledgerentry y
+                          WHERE y.conversion_id = f.conversion_id
+                            AND y.kind = 'referral_reversal' AND y.cycle = f.cycle)
+    """,
+    # A tier reached was reached by the affiliate's own conversion on the tier's offer, at that
+    # conversion's time; a private tier only by its affiliate.
+    "tier_reached_inconsistent": """
+        SELECT r.id, r.affiliate_id, r.tier_id, r.month, r.conversion_id
+        FROM commissions_tierreached r
+        JOIN offers_payouttier t ON t.id = r.tier_id
+        JOIN conversions_conversion c ON c.id = r.conversion_id
+        WHERE t.offer_id <> r.offer_id OR c.offer_id <> r.offer_id
+           OR c.affiliate_id <> r.affiliate_id OR c.created_at <> r.reached_at
+           OR (t.affiliate_id IS NOT NULL AND t.affiliate_id <> r.affiliate_id)
+           OR (t.goal_id IS NOT NULL AND t.goal_id <> c.goal_id)
+    """,
+    # A commission paid at a tier: the credited affiliate had reached it on that offer before
+    # (or at) the conversion, in the same month; the tier's scope covers the conversion.
+    "tier_commission_not_matching": """
+        SELECT e.id, e.conversion_id, e.tier_reached_id FROM commissions_ledgerentry e
+        JOIN commissions_tierreached r ON r.id = e.tier_reached_id
+        JOIN offers_payouttier t ON t.id = r.tier_id
+        JOIN conversions_conversion c ON c.id = e.conversion_id
+        WHERE e.kind <> 'commission' OR r.affiliate_id <> e.affiliate_id
+           OR r.offer_id <> c.offer_id OR r.reached_at > c.created_at
+           OR c.created_at >= r.month + interval '1 month 1 day'
+           OR (t.goal_id IS NOT NULL AND t.goal_id <> c.goal_id)
     """,
     # A statement's total is the sum of its lines (rolled-over ones have none).
     "statement_total_not_sum_of_lines": """

@@ -37,7 +37,12 @@ def accrue_for_conversion(conversion_id: int) -> None:
     max_retries=8,
 )
 def accrue_pending() -> None:
-    services.commission_accrue()
+    """The beat job: the conversions queued since the last run (not a rescan of every
+    conversion). A backlog is worked in bounded runs, each re-enqueueing the next."""
+    run = services.commission_accrue_queued(max_batches=settings.COMMISSIONS_ACCRUE_MAX_BATCHES)
+    if not run.drained:
+        logger.info("accrual queue not drained after %d batches; continuing", run.batches)
+        accrue_pending.delay()
 
 
 @shared_task(
@@ -49,11 +54,14 @@ def accrue_pending() -> None:
     max_retries=8,
 )
 def build_statements() -> None:
-    today = timezone.now().date()
+    now = timezone.now()
+    today = now.date()
+    # Periods are in each affiliate's time zone: east of UTC, "yesterday" is already today's
+    # UTC date; the service builds only the periods that are closed locally.
     services.statements_build(
         date_from=today - dt.timedelta(days=STATEMENT_LOOKBACK_DAYS),
-        date_to=today - dt.timedelta(days=1),
-        today=today,
+        date_to=today + dt.timedelta(days=1),
+        now=now,
     )
 
 

@@ -16,6 +16,7 @@ from apps.offers.models import (
     Offer,
     OfferAccess,
     OfferCap,
+    PayoutTier,
 )
 
 _PARENT_OFFER = "_offer_admin_parent_offer"
@@ -58,6 +59,25 @@ class CustomPayoutInline(_SameOfferGoalMixin, admin.TabularInline):  # type: ign
     fields = ["affiliate", "goal", "country", "payout_type", "payout", "payout_percent"]
 
 
+class PayoutTierInline(_SameOfferGoalMixin, admin.TabularInline):  # type: ignore[type-arg]
+    """Volume tiers (staff only, like custom payouts): from the affiliate's Nth approved
+    conversion in a calendar month (the offer's time zone), the tier's payout when it is higher.
+    A tier that has been reached cannot be deleted (the ledger points at it)."""
+
+    model = PayoutTier
+    extra = 0
+    raw_id_fields = ["affiliate"]
+    fields = [
+        "name",
+        "threshold",
+        "goal",
+        "affiliate",
+        "payout_type",
+        "payout",
+        "payout_percent",
+    ]
+
+
 class CouponCodeInline(admin.TabularInline):  # type: ignore[type-arg]
     model = CouponCode
     extra = 0
@@ -92,7 +112,7 @@ class OfferAdmin(AdvertiserScopedAdmin):
     list_display = ["id", "name", "advertiser", "status", "visibility", "currency", "created_at"]
     list_filter = ["status", "visibility", "currency", "advertiser"]
     search_fields = ["name", "=id"]
-    inlines = [GoalInline, OfferCapInline, CustomPayoutInline, CouponCodeInline]
+    inlines = [GoalInline, OfferCapInline, CustomPayoutInline, PayoutTierInline, CouponCodeInline]
     actions = ["pause_offers"]
     scoped_foreign_keys = {"advertiser": "pk", "fallback_offer": "advertiser_id"}
     advertiser_hidden_fields = ("advertiser",)
@@ -116,8 +136,8 @@ class OfferAdmin(AdvertiserScopedAdmin):
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         if advertiser_of(request) is not None:
-            # Per-affiliate payouts and coupon codes are the network's business with its
-            # affiliates, not the advertiser's.
+            # Per-affiliate payouts, volume tiers and coupon codes are the network's business
+            # with its affiliates, not the advertiser's.
             return [GoalInline, OfferCapInline]
         return super().get_inlines(request, obj)
 

@@ -439,3 +439,84 @@ class CouponCode(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         self.code = self.code.strip().upper()
         super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class PayoutTier(models.Model):
+    """A volume tier: once an affiliate has N approved conversions on the offer in one calendar
+    month (the offer's time zone, like its caps), conversions from that moment to the end of the
+    month earn this payout instead of their own, when it is higher.
+
+    The moment is the creation time of the Nth approved (not over-cap) conversion, ordered by
+    creation time; the accrual job records it once per affiliate, tier and month
+    (commissions.TierReached) and never moves it: earlier conversions are not re-priced, and a
+    later rejection does not take the tier away. The next month starts from zero.
+    """
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="payout_tiers")
+    name = models.CharField(max_length=100, help_text="Shown to the affiliate, e.g. 'Gold'.")
+    goal = models.ForeignKey(
+        Goal,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="payout_tiers",
+        help_text="Count and pay this goal's conversions only. Empty: every goal of the offer.",
+    )
+    affiliate = models.ForeignKey(
+        "partners.Affiliate",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="payout_tiers",
+        help_text="A private tier for this affiliate only. Empty: every affiliate.",
+    )
+    threshold = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)],
+        help_text="N: reached by the affiliate's Nth approved conversion in a calendar month; "
+        "that conversion and every later one in the month earn this payout.",
+    )
+    payout_type = models.CharField(
+        max_length=10, choices=PayoutType.choices, default=PayoutType.FIXED
+    )
+    payout = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="The fixed amount (fixed, both) or the percent of the sale amount (percent).",
+    )
+    payout_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
+        help_text="Payout type 'both': the percent of the sale amount added to the fixed payout.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["offer_id", "threshold", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["offer", "goal", "affiliate", "threshold"],
+                nulls_distinct=False,
+                name="payout_tier_unique_scope",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(threshold__gte=1), name="payout_tier_threshold_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(payout__gte=0) & models.Q(payout_percent__gte=0),
+                name="payout_tier_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.threshold}+ / month, offer {self.offer_id})"
+
+    def clean(self) -> None:
+        if (
+            self.goal_id is not None
+            and not Goal.objects.filter(pk=self.goal_id, offer_id=self.offer_id).exists()
+        ):
+            raise ValidationError({"goal": "The goal must belong to this offer."})

@@ -72,8 +72,9 @@ class AffiliatePostbackInline(admin.TabularInline):  # type: ignore[type-arg]
         "sign",
         "is_active",
         "paused_at",
+        "resumed_at",
     ]
-    readonly_fields = ["paused_at"]
+    readonly_fields = ["paused_at", "resumed_at"]
     raw_id_fields = ["offer", "goal"]
 
 
@@ -137,7 +138,7 @@ class AffiliatePostbackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ]
     search_fields = ["url", "affiliate__name"]
     raw_id_fields = ["affiliate", "offer", "goal"]
-    readonly_fields = ["paused_at", "pause_reason"]
+    readonly_fields = ["paused_at", "pause_reason", "resumed_at"]
     actions = ["resume", "test_fire", "backfill_7_days"]
 
     @admin.display(boolean=True, description="paused", ordering="paused_at")
@@ -156,7 +157,16 @@ class AffiliatePostbackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description="Test fire with sample values", permissions=["change"])
     def test_fire(self, request: HttpRequest, queryset: QuerySet[AffiliatePostback]) -> None:
         for postback in queryset[:20]:  # each is a real outbound call; keep the request short
-            fired = outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+            try:
+                fired = outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+            except outbound.FireRateLimited as limited:
+                # The affiliate's budget, shared with its own API calls: it protects its tracker.
+                self.message_user(
+                    request,
+                    f"Postback {postback.pk}: not fired, {limited.message}.",
+                    messages.ERROR,
+                )
+                continue
             detail = (
                 f"HTTP {fired.http_status} in {fired.latency_ms} ms"
                 if fired.http_status is not None
@@ -216,6 +226,7 @@ class PostbackOutboxAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "click_id",
         "postback",
         "conversion_status",
+        "resend_number",
         "state",
         "attempts",
         "next_attempt_at",
@@ -230,6 +241,8 @@ class PostbackOutboxAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "conversion",
         "postback",
         "conversion_status",
+        "resend_number",
+        "requested_by",
         "state",
         "attempts",
         "next_attempt_at",
@@ -252,15 +265,14 @@ class PostbackOutboxAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # Nothing to edit by hand; the actions below are the way to act on rows.
         return bool(obj is None and super().has_change_permission(request))
 
-    @admin.action(description="Resend now (fresh attempts)", permissions=["change"])
+    @admin.action(description="Resend now (delivered ones as a new event)", permissions=["change"])
     def resend(self, request: HttpRequest, queryset: QuerySet[PostbackOutbox]) -> None:
         result = outbound.outbox_resend(
-            outbox_ids=queryset.values_list("pk", flat=True), now=timezone.now()
+            outbox_ids=queryset.values_list("pk", flat=True),
+            now=timezone.now(),
+            user_id=request.user.pk,
         )
-        message = f"Queued {result.queued} row(s) again."
-        if result.already_delivered:
-            message += f" {result.already_delivered} already delivered, left as they are."
-        self.message_user(request, message)
+        self.message_user(request, _resend_message(result))
 
     @admin.action(description="Cancel (stop trying)", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[PostbackOutbox]) -> None:
@@ -270,20 +282,33 @@ class PostbackOutboxAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self.message_user(request, f"Cancelled {cancelled} pending row(s).")
 
 
-# No permissions= here: the delivery log's admin is read-only (no change permission) and seen by
-# network staff only.
-@admin.action(description="Resend these postbacks (their outbox rows)")
+def _resend_message(result: outbound.Resend) -> str:
+    message = f"Queued {result.queued} postback(s)"
+    if result.already_delivered:
+        message += f", {result.already_delivered} of them delivered before (sent as a new event)"
+    message += "."
+    if result.skipped:
+        message += (
+            f" {result.skipped} skipped: postback switched off or paused, or the conversion's "
+            "status has changed since."
+        )
+    return message
+
+
+# For the delivery log's admin (apps.conversions.admin), which is read-only: the action acts on
+# the outbox, so it asks for the outbox's change permission (the admin's has_resend_permission).
+@admin.action(description="Resend these postbacks (their outbox rows)", permissions=["resend"])
 def deliveries_resend(
     modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
     request: HttpRequest,
     queryset: QuerySet[OutboundPostbackDelivery],
 ) -> None:
-    """For the delivery log's admin (apps.conversions.admin): resend the rows these attempts
-    belong to. Test fires have no row and are skipped."""
+    """Resend the events these attempts belong to (see outbound.outbox_resend). Test fires, and
+    attempts whose outbox row was pruned, have no row and are skipped."""
     ids = set(queryset.filter(outbox__isnull=False).values_list("outbox_id", flat=True))
-    result = outbound.outbox_resend(outbox_ids=ids, now=timezone.now())
-    modeladmin.message_user(
-        request,
-        f"Queued {result.queued} postback(s) again; "
-        f"{result.already_delivered} already delivered, left as they are.",
-    )
+    without_row = queryset.filter(outbox__isnull=True).count()
+    result = outbound.outbox_resend(outbox_ids=ids, now=timezone.now(), user_id=request.user.pk)
+    message = _resend_message(result)
+    if without_row:
+        message += f" {without_row} attempt(s) without an outbox row (test fires, pruned) left out."
+    modeladmin.message_user(request, message)

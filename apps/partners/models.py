@@ -4,7 +4,7 @@ import zoneinfo
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -31,9 +31,36 @@ class Affiliate(models.Model):
         max_length=16, choices=AffiliateStatus.choices, default=AffiliateStatus.PENDING
     )
     referrer = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="referrals"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="referrals",
+        help_text="The affiliate who referred this one: it earns a referral commission on this "
+        "affiliate's commissions.",
     )
-    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    referral_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Percent of each of this affiliate's commissions paid to its referrer. "
+        "Empty: the network's COMMISSIONS_REFERRAL_PERCENT.",
+    )
+    referral_ends_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Conversions from this moment on earn the referrer nothing. Empty: "
+        "COMMISSIONS_REFERRAL_DAYS after this affiliate joined (no end when that is 0).",
+    )
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_timezone],
+        help_text="Billing periods (a statement's week or month) and reports are in this time "
+        "zone.",
+    )
     billing_period = models.CharField(
         max_length=10, choices=BillingPeriod.choices, default=BillingPeriod.MONTHLY
     )
@@ -50,6 +77,15 @@ class Affiliate(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(referrer=models.F("id")), name="affiliate_not_own_referrer"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(referral_percent__gte=0) & models.Q(referral_percent__lte=100),
+                name="affiliate_referral_percent_0_100",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
@@ -89,6 +125,9 @@ class AffiliatePostback(models.Model):
     # affiliate sees it in the portal and API and resumes it after fixing the URL.
     paused_at = models.DateTimeField(null=True, blank=True)
     pause_reason = models.CharField(max_length=255, blank=True)
+    # When it was last resumed: the pause rule only counts failures from here on, so a URL
+    # resumed after a fix gets a whole new window before it can be paused again.
+    resumed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,6 +6,7 @@ A missing required setting fails loudly at start: SECRET_KEY has no default outs
 from __future__ import annotations
 
 import ipaddress
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
@@ -121,9 +122,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.int("QUALITY_RESCORE_EVERY_SECONDS", default=600),
         "options": {"expires": 300},
     },
+    # Works through the accrual queue (filled by a trigger on conversions): the ledger follows a
+    # conversion within seconds, without a message per conversion.
     "commissions-accrue": {
         "task": "commissions.accrue_pending",
-        "schedule": env.int("COMMISSIONS_ACCRUE_EVERY_SECONDS", default=60),
+        "schedule": env.float("COMMISSIONS_ACCRUE_EVERY_SECONDS", default=5.0),
+        "options": {"expires": 30},
     },
     # Idempotent: rebuilding a period that already has its statements changes nothing.
     "commissions-build-statements": {"task": "commissions.build_statements", "schedule": 3600},
@@ -154,6 +158,19 @@ COMMISSIONS_ACCRUE_BATCH_SIZE = env.int("COMMISSIONS_ACCRUE_BATCH_SIZE", default
 COMMISSIONS_MINIMUM_PAYOUT = {"default": "50", "JPY": "5000", "KRW": "50000", "INR": "4000"}
 # ledger_check leaves conversions changed this recently to the accrual job.
 COMMISSIONS_CHECK_GRACE_MINUTES = env.int("COMMISSIONS_CHECK_GRACE_MINUTES", default=10)
+# The beat job works through the accrual queue in batches of COMMISSIONS_ACCRUE_BATCH_SIZE and
+# re-enqueues itself after this many (a backlog never makes one task run for ever).
+COMMISSIONS_ACCRUE_MAX_BATCHES = env.int("COMMISSIONS_ACCRUE_MAX_BATCHES", default=20)
+# Referral commissions: the percent of a referred affiliate's commissions its referrer earns, and
+# for how many days after the referred affiliate joined (0: no end). An affiliate's own
+# referral_percent / referral_ends_at win. 0 percent: no referral commissions.
+try:
+    COMMISSIONS_REFERRAL_PERCENT = Decimal(env.str("COMMISSIONS_REFERRAL_PERCENT", default="0"))
+except InvalidOperation as exc:
+    raise ImproperlyConfigured("COMMISSIONS_REFERRAL_PERCENT must be a number") from exc
+if not Decimal(0) <= COMMISSIONS_REFERRAL_PERCENT <= Decimal(100):
+    raise ImproperlyConfigured("COMMISSIONS_REFERRAL_PERCENT must be between 0 and 100")
+COMMISSIONS_REFERRAL_DAYS = env.int("COMMISSIONS_REFERRAL_DAYS", default=365)
 
 # --- Time and language ------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -206,6 +223,13 @@ FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 INBOUND_LOG_RETENTION_DAYS = env.int("INBOUND_LOG_RETENTION_DAYS", default=90)
 # HMAC-signed postbacks: how far the request's timestamp may be from our clock.
 POSTBACK_SIGNATURE_TOLERANCE_SECONDS = env.int("POSTBACK_SIGNATURE_TOLERANCE_SECONDS", default=300)
+# After an advertiser's signing secret is rotated, the old one stays valid this long (0: not at
+# all), so the advertiser can deploy the new one without refused postbacks.
+ADVERTISER_SIGNING_SECRET_OVERLAP_HOURS = env.int(
+    "ADVERTISER_SIGNING_SECRET_OVERLAP_HOURS", default=24
+)
+if not 0 <= ADVERTISER_SIGNING_SECRET_OVERLAP_HOURS <= 24 * 14:
+    raise ImproperlyConfigured("ADVERTISER_SIGNING_SECRET_OVERLAP_HOURS must be 0 to 336")
 
 # --- Outbound postbacks -----------------------------------------------------------------------
 OUTBOUND_POSTBACK_TIMEOUT_SECONDS = env.float("OUTBOUND_POSTBACK_TIMEOUT_SECONDS", default=5.0)
@@ -223,6 +247,14 @@ OUTBOUND_POSTBACK_BACKOFF_SECONDS = [
 OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS = env.int("OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS", default=72)
 # Delivery attempt log retention.
 OUTBOUND_DELIVERY_RETENTION_DAYS = env.int("OUTBOUND_DELIVERY_RETENTION_DAYS", default=90)
+# Outbox rows that are done with (delivered, given up, cancelled) are pruned this many days after
+# they settled. At least 30: a backfill and a resume reach 30 days back, and must find the rows
+# already written there so that nothing is sent twice.
+OUTBOUND_OUTBOX_RETENTION_DAYS = env.int("OUTBOUND_OUTBOX_RETENTION_DAYS", default=90)
+if OUTBOUND_OUTBOX_RETENTION_DAYS < 30:
+    raise ImproperlyConfigured("OUTBOUND_OUTBOX_RETENTION_DAYS must be at least 30")
+# Test fires (API and admin) per affiliate per minute: each is a real call to a URL it chose.
+OUTBOUND_TEST_FIRE_PER_MINUTE = env.int("OUTBOUND_TEST_FIRE_PER_MINUTE", default=10)
 # Only for tests that run a receiver on this machine: never set in production.
 OUTBOUND_ALLOW_LOOPBACK = env.bool("OUTBOUND_ALLOW_LOOPBACK", default=False)
 

@@ -11,14 +11,14 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.commissions.models import EntryKind, LedgerEntry, Statement
+from apps.commissions.models import EntryKind, LedgerEntry, Statement, TierReached
 from apps.conversions.models import (
     InboundPostbackLog,
     OutboundPostbackDelivery,
     PostbackOutbox,
     ReconciliationRun,
 )
-from apps.offers.models import OfferCap
+from apps.offers.models import OfferCap, PayoutTier
 from tests import factories
 
 from .conftest import AdminWorld
@@ -82,6 +82,16 @@ def populated(admin_world: AdminWorld) -> AdminWorld:
         url="https://tracker.example.net/pb",
         http_status=200,
         succeeded=True,
+    )
+    tier = PayoutTier.objects.create(offer=w.offer_x, name="Gold", threshold=1, payout=5)
+    TierReached.objects.create(
+        affiliate=w.conv_x.affiliate,
+        offer=w.offer_x,
+        tier=tier,
+        month=date(2026, 3, 1),
+        reached_at=timezone.now(),
+        conversion=w.conv_x,
+        created_at=timezone.now(),
     )
     factories.api_key_for(w.x_user)
     assert Group.objects.exists()

@@ -26,6 +26,7 @@ API_PATHS = {
     "/api/v1/affiliate/postbacks/{id}/test/",
     "/api/v1/affiliate/postbacks/{id}/backfill/",
     "/api/v1/affiliate/signing-keys/",
+    "/api/v1/advertiser/signing-secret/",
     "/api/v1/advertiser/reconciliations/",
     "/api/v1/advertiser/reconciliations/{id}/",
     "/api/v1/advertiser/reconciliations/{id}/apply/",
@@ -53,6 +54,7 @@ API_PATHS = {
     "/api/v1/affiliate/statements/{id}/",
     "/api/v1/affiliate/statements/{id}/csv/",
     "/api/v1/affiliate/statements/{id}/invoice/",
+    "/api/v1/affiliate/tiers/",
 }
 
 

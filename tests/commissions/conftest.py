@@ -24,3 +24,8 @@ def convert(goal, affiliate):
 @pytest.fixture
 def staff_user(db):
     return factories.UserFactory(is_staff=True, is_superuser=True)
+
+
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    """An instant in UTC."""
+    return dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC)

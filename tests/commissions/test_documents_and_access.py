@@ -11,7 +11,7 @@ from django.test import Client
 from apps.commissions.models import EntryKind, LedgerEntry, Statement
 from apps.commissions.services import commission_accrue, statements_build
 from tests import factories
-from tests.commissions.conftest import T0
+from tests.commissions.conftest import T0, at
 
 pytestmark = pytest.mark.django_db
 D = dt.date
@@ -25,7 +25,7 @@ def statement(affiliate, convert):
     first = convert(payout=Decimal("20.00"), created_at=T0)
     convert(payout=Decimal("2.25"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     statement = Statement.objects.get()
     statement.first_conversion = first
     return statement

@@ -22,7 +22,7 @@ from apps.commissions.services import (
 from apps.commissions.tasks import ledger_check as ledger_check_task
 from apps.conversions.models import Conversion
 from apps.offers.models import ConversionStatus
-from tests.commissions.conftest import T0
+from tests.commissions.conftest import T0, at
 
 pytestmark = pytest.mark.django_db
 D = dt.date
@@ -41,7 +41,7 @@ def books(affiliate, convert, staff_user):
     convert(payout=Decimal("9.00"), created_at=T0, is_over_cap=True)
     convert(payout=Decimal("9.00"), created_at=T0, status=ConversionStatus.PENDING)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     statement = Statement.objects.get()
     statement_approve(statement_id=statement.pk, user_id=staff_user.pk)
     statement_mark_paid(statement_id=statement.pk, user_id=staff_user.pk)

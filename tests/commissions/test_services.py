@@ -224,11 +224,18 @@ def test_works_in_bounded_id_ranges(make_conversion, affiliate, settings):
     with CaptureQueriesContext(connection) as reversal:
         assert commission_accrue() == 10
 
-    # 10 ids in ranges of 3: four ranges, each one commission and one reversal INSERT ... SELECT
-    # bounded by its range, in its own transaction; plus one read of the id bounds.
+    # 10 ids in ranges of 3: four ranges, each with its four INSERT ... SELECT statements (tiers
+    # reached, commissions with their referrals, reversals, referral reversals) bounded by its
+    # range, in its own transaction; plus one read of the id bounds.
     for queries in (accrual, reversal):
         inserts = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
-        assert len(inserts) == 8
+        assert len(inserts) == 16
+        assert [" ".join(sql.split()[:3]) for sql in inserts[:4]] == [
+            "INSERT INTO commissions_tierreached",
+            "WITH due AS",  # ..., credited AS (INSERT ...), referred AS (INSERT ...)
+            "INSERT INTO commissions_ledgerentry",
+            "INSERT INTO commissions_ledgerentry",
+        ]
         assert all("c.id >= " in sql and "c.id < " in sql for sql in inserts)
         assert sum("min(id)" in q["sql"] for q in queries.captured_queries) == 1
     expected_commissions = [

@@ -25,7 +25,7 @@ from apps.commissions.tasks import build_statements
 from apps.conversions.models import Conversion
 from apps.offers.models import ConversionStatus
 from tests import factories
-from tests.commissions.conftest import T0
+from tests.commissions.conftest import T0, at
 
 pytestmark = pytest.mark.django_db
 DAY = dt.timedelta(days=1)
@@ -80,7 +80,7 @@ def test_builds_a_statement_of_available_entries_of_the_closed_period(weekly, co
     convert(payout=Decimal("7.00"), created_at=T0 + 7 * DAY)
     commission_accrue(now=T0 + 7 * DAY)
 
-    result = statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), today=D(2026, 3, 10))
+    result = statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), now=at(2026, 3, 10))
 
     assert (result.created, result.rolled_over) == (1, 0)
     assert _statements() == [
@@ -91,7 +91,7 @@ def test_builds_a_statement_of_available_entries_of_the_closed_period(weekly, co
     assert _lines(statement) == [("commission", Decimal("6.00")), ("commission", Decimal("5.00"))]
 
     # Building again changes nothing.
-    again = statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), today=D(2026, 3, 10))
+    again = statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), now=at(2026, 3, 10))
     assert (again.created, again.rolled_over) == (0, 0)
     assert StatementLine.objects.count() == 2
 
@@ -100,16 +100,16 @@ def test_open_period_is_not_built(weekly, convert):
     convert(payout=Decimal("60.00"), created_at=T0)
     commission_accrue(now=T0)
     # 2026-03-08 is the last day of the week: not closed until it is over.
-    statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), today=D(2026, 3, 8))
+    statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), now=at(2026, 3, 8))
     assert Statement.objects.count() == 0
-    statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), now=at(2026, 3, 9))
     assert Statement.objects.count() == 1
 
 
 def test_below_minimum_rolls_over_into_the_next_period(weekly, convert):
     convert(payout=Decimal("6.00"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     assert _statements() == [
         (weekly.pk, "USD", D(2026, 3, 2), D(2026, 3, 8), "rolled_over", Decimal("6.00"))
     ]
@@ -117,7 +117,7 @@ def test_below_minimum_rolls_over_into_the_next_period(weekly, convert):
 
     convert(payout=Decimal("4.00"), created_at=T0 + 8 * DAY)
     commission_accrue(now=T0 + 8 * DAY)
-    statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), today=D(2026, 3, 20))
+    statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), now=at(2026, 3, 20))
     assert _statements()[1:] == [
         (weekly.pk, "USD", D(2026, 3, 9), D(2026, 3, 15), "draft", Decimal("10.00"))
     ]
@@ -132,7 +132,7 @@ def test_network_minimum_per_currency_applies_without_an_affiliate_minimum(affil
     convert(payout=Decimal("4999"), currency="JPY", created_at=T0)
     convert(payout=Decimal("50.00"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 31), date_to=D(2026, 3, 31), today=D(2026, 4, 1))
+    statements_build(date_from=D(2026, 3, 31), date_to=D(2026, 3, 31), now=at(2026, 4, 1))
     assert sorted(Statement.objects.values_list("currency", "status", "minimum_payout")) == [
         ("JPY", "rolled_over", Decimal("5000")),
         ("USD", "draft", Decimal("50.00")),
@@ -144,9 +144,9 @@ def test_pending_entries_wait_for_a_later_statement(weekly, convert, offer):
     offer.save()
     convert(payout=Decimal("20.00"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     assert Statement.objects.count() == 0
-    statements_build(date_from=D(2026, 3, 15), date_to=D(2026, 3, 15), today=D(2026, 3, 16))
+    statements_build(date_from=D(2026, 3, 15), date_to=D(2026, 3, 15), now=at(2026, 3, 16))
     assert _statements() == [
         (weekly.pk, "USD", D(2026, 3, 9), D(2026, 3, 15), "draft", Decimal("20.00"))
     ]
@@ -158,7 +158,7 @@ def test_approve_pay_and_a_late_reversal_carries_into_the_next_statement(
     conversion = convert(payout=Decimal("30.00"), created_at=T0)
     convert(payout=Decimal("15.00"), created_at=T0 + DAY)
     commission_accrue(now=T0 + DAY)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     statement = Statement.objects.get()
 
     with pytest.raises(CommissionError) as not_yet:
@@ -189,7 +189,7 @@ def test_approve_pay_and_a_late_reversal_carries_into_the_next_statement(
     commission_accrue(now=T0 + 9 * DAY)
     convert(payout=Decimal("50.00"), created_at=T0 + 10 * DAY)
     commission_accrue(now=T0 + 10 * DAY)
-    statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), today=D(2026, 3, 20))
+    statements_build(date_from=D(2026, 3, 1), date_to=D(2026, 3, 31), now=at(2026, 3, 20))
     assert _statements() == [
         (weekly.pk, "USD", D(2026, 3, 2), D(2026, 3, 8), "paid", Decimal("45.00")),
         (weekly.pk, "USD", D(2026, 3, 9), D(2026, 3, 15), "draft", Decimal("20.00")),
@@ -204,13 +204,13 @@ def test_approve_pay_and_a_late_reversal_carries_into_the_next_statement(
 def test_a_reversal_that_leaves_the_period_negative_rolls_over(weekly, convert, staff_user):
     conversion = convert(payout=Decimal("30.00"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     statement = Statement.objects.get()
     statement_approve(statement_id=statement.pk, user_id=staff_user.pk)
     statement_mark_paid(statement_id=statement.pk, user_id=staff_user.pk)
     Conversion.objects.filter(pk=conversion.pk).update(status=ConversionStatus.REJECTED)
     commission_accrue(now=T0 + 8 * DAY)
-    statements_build(date_from=D(2026, 3, 15), date_to=D(2026, 3, 15), today=D(2026, 3, 16))
+    statements_build(date_from=D(2026, 3, 15), date_to=D(2026, 3, 15), now=at(2026, 3, 16))
     assert _statements()[1] == (
         weekly.pk,
         "USD",
@@ -224,7 +224,7 @@ def test_a_reversal_that_leaves_the_period_negative_rolls_over(weekly, convert, 
 def test_rolled_over_statement_cannot_be_approved(weekly, convert, staff_user):
     convert(payout=Decimal("1.00"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     with pytest.raises(CommissionError) as error:
         statement_approve(statement_id=Statement.objects.get().pk, user_id=staff_user.pk)
     assert error.value.code == "statement_not_approvable"
@@ -233,7 +233,7 @@ def test_rolled_over_statement_cannot_be_approved(weekly, convert, staff_user):
 def test_statement_lines_are_append_only_and_an_entry_is_on_one_statement(weekly, convert):
     convert(payout=Decimal("20.00"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     line = StatementLine.objects.get()
     with pytest.raises(ProgrammingError), transaction.atomic():
         StatementLine.objects.all().delete()
@@ -253,7 +253,7 @@ def test_statement_lines_are_append_only_and_an_entry_is_on_one_statement(weekly
 def test_a_statement_has_one_payout_entry_by_database_rule(weekly, convert, staff_user):
     convert(payout=Decimal("20.00"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     statement = Statement.objects.get()
     statement_approve(statement_id=statement.pk, user_id=staff_user.pk)
     statement_mark_paid(statement_id=statement.pk, user_id=staff_user.pk)
@@ -303,7 +303,7 @@ def test_affiliates_are_kept_apart(weekly, convert, goal):
     convert(payout=Decimal("20.00"), created_at=T0)
     convert(by=other, payout=Decimal("3.00"), created_at=T0)
     commission_accrue(now=T0)
-    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), today=D(2026, 3, 9))
+    statements_build(date_from=D(2026, 3, 8), date_to=D(2026, 3, 8), now=at(2026, 3, 9))
     assert sorted(Statement.objects.values_list("affiliate_id", "total")) == sorted(
         [(weekly.pk, Decimal("20.00")), (other.pk, Decimal("3.00"))]
     )

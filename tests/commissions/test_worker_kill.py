@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from django.db import connection
 
-from apps.commissions.models import LedgerEntry
-from apps.commissions.services import commission_accrue
+from apps.commissions.models import AccrualQueue, LedgerEntry
+from apps.commissions.services import commission_accrue, commission_accrue_queued
 from apps.commissions.tasks import accrue_pending
 from tests import factories
 from tests.workers import celery_worker_start, celery_worker_stop
@@ -90,9 +90,14 @@ def test_sigkill_mid_accrual_then_rerun_gives_the_clean_ledger(tmp_path):
     partial = list(LedgerEntry.objects.values_list("conversion_id", flat=True))
     assert sorted(partial) == [c.pk for c in conversions[: 2 * BATCH]]
 
-    # The rerun (the redelivered task, or the next beat run) completes the ledger.
-    assert commission_accrue() == 20 - 2 * BATCH
-    assert commission_accrue() == 0
+    # The killed batch's queue rows came back with its rollback: the rerun (the redelivered
+    # task, or the next beat run) takes exactly those and completes the ledger.
+    assert sorted(AccrualQueue.objects.values_list("conversion_id", flat=True)) == [
+        c.pk for c in conversions[2 * BATCH :]
+    ]
+    assert commission_accrue_queued().written == 20 - 2 * BATCH
+    assert AccrualQueue.objects.count() == 0
+    assert commission_accrue() == 0  # a full rescan finds nothing missing
     assert sorted(
         LedgerEntry.objects.values_list("conversion_id", "kind", "cycle", "amount", "currency")
     ) == [(c.pk, "commission", 0, Decimal(f"{n + 1}.05"), "USD") for n, c in enumerate(conversions)]
