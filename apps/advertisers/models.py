@@ -34,6 +34,12 @@ class Advertiser(models.Model):
     # as we must compute the signature ourselves to check it.
     signing_secret_encrypted = models.TextField(blank=True, editable=False)
     signing_secret_prefix = models.CharField(max_length=16, blank=True, editable=False)
+    signing_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # After a rotation the replaced secret stays valid until previous_signing_secret_expires_at
+    # (ADVERTISER_SIGNING_SECRET_OVERLAP_HOURS), so the advertiser can deploy the new one first.
+    previous_signing_secret_encrypted = models.TextField(blank=True, editable=False)
+    previous_signing_secret_prefix = models.CharField(max_length=16, blank=True, editable=False)
+    previous_signing_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     require_signature = models.BooleanField(
         default=False,
         help_text="Refuse postbacks without a valid HMAC signature (X-OpenCPA-Signature).",

@@ -15,7 +15,9 @@ The timestamp must be within POSTBACK_SIGNATURE_TOLERANCE_SECONDS of our clock (
 cannot be replayed later; within the window, a replay is a duplicate postback anyway), and the
 signature is compared in constant time. Several `v1=` values, comma-separated, are accepted while
 the advertiser rotates secrets on their side. The secret is issued by
-apps.advertisers.services.advertiser_rotate_signing_secret (admin action "Rotate signing secret").
+apps.advertisers.services.advertiser_signing_secret_rotate (admin action "Rotate signing secret",
+POST /api/v1/advertiser/signing-secret/); after a rotation the secret it replaced is accepted too
+until previous_signing_secret_expires_at, so the advertiser can deploy the new one first.
 
 Pixels (/pixel, /pixel/iframe, /pixel.js) are fired by the shopper's browser, which cannot sign:
 an advertiser that requires a signature cannot use them.
@@ -82,21 +84,33 @@ def advertiser_signature_check(
     if abs(now.timestamp() - int(timestamp)) > settings.POSTBACK_SIGNATURE_TOLERANCE_SECONDS:
         raise SignatureRejected("signature_expired")
     try:
-        secret = secret_decrypt(advertiser.signing_secret_encrypted)
+        valid = [secret_decrypt(advertiser.signing_secret_encrypted)]
     except SecretUnreadable as exc:
         raise SignatureRejected("signing_not_configured") from exc
-    expected = signature_compute(
-        secret=secret,
-        message=signing_message(
-            timestamp=timestamp, method=method, path=path, query_string=query_string, body=body
-        ),
+    valid += _previous_secret(advertiser, now=now)
+    message = signing_message(
+        timestamp=timestamp, method=method, path=path, query_string=query_string, body=body
     )
-    # Compare against every offered value, without stopping early on a match. Hex digits may come
-    # in either case.
+    expected = [signature_compute(secret=secret, message=message).encode() for secret in valid]
+    # Compare every offered value with every valid secret's signature, each in constant time and
+    # without stopping early on a match. Hex digits may come in either case.
     matched = False
     for offered in signature.split(",")[:5]:
         candidate = offered.strip().lower().encode("utf-8", "surrogateescape")
-        matched |= hmac.compare_digest(candidate, expected.encode())
+        for one in expected:
+            matched |= hmac.compare_digest(candidate, one)
     if not matched:
         raise SignatureRejected("bad_signature")
     return True
+
+
+def _previous_secret(advertiser: Advertiser, *, now: datetime) -> list[str]:
+    """The secret replaced by the last rotation, while its overlap lasts; [] after that (or when
+    it can no longer be decrypted: the current secret still works)."""
+    expires_at = advertiser.previous_signing_secret_expires_at
+    if not advertiser.previous_signing_secret_encrypted or expires_at is None or expires_at <= now:
+        return []
+    try:
+        return [secret_decrypt(advertiser.previous_signing_secret_encrypted)]
+    except SecretUnreadable:
+        return []

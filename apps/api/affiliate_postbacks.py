@@ -13,6 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -54,9 +55,10 @@ class AffiliatePostbackSerializer(serializers.ModelSerializer[AffiliatePostback]
             "is_active",
             "paused_at",
             "pause_reason",
+            "resumed_at",
             "created_at",
         ]
-        read_only_fields = ["id", "paused_at", "pause_reason", "created_at"]
+        read_only_fields = ["id", "paused_at", "pause_reason", "resumed_at", "created_at"]
 
     def validate_url(self, value: str) -> str:
         try:
@@ -103,10 +105,19 @@ class TestFireAnswer(serializers.Serializer[Any]):
 
 
 class ResendAnswer(serializers.Serializer[Any]):
-    queued = serializers.IntegerField()
+    queued = serializers.IntegerField(help_text="Calls going out now.")
     already_delivered = serializers.IntegerField(
-        help_text="Calls your tracker already answered with a 2xx; not sent again."
+        help_text="Of those, calls your tracker had already answered with a 2xx: sent again as "
+        "a new event (a new webhook-id, so a de-duplicating receiver takes it)."
     )
+    skipped = serializers.IntegerField(
+        help_text="Not sent: the postback is switched off or paused (resume it first)."
+    )
+
+
+class RateLimitedAnswer(serializers.Serializer[Any]):
+    code = serializers.CharField(help_text='"rate_limited"')
+    detail = serializers.CharField()
 
 
 class AffiliatePostbackViewSet(
@@ -158,12 +169,19 @@ class AffiliatePostbackViewSet(
         )
         return Response({"queued": queued})
 
-    @extend_schema(request=None, responses=TestFireAnswer)
+    @extend_schema(request=None, responses={200: TestFireAnswer, 429: RateLimitedAnswer})
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
-        """Call the URL once now with sample values (click_id "test000…", payout 1.00)."""
+        """Call the URL once now with sample values (click_id "test000…", payout 1.00). At most
+        OUTBOUND_TEST_FIRE_PER_MINUTE (10) a minute per affiliate: beyond, 429 with code
+        "rate_limited" and Retry-After."""
         postback = self.get_object()
-        fired = outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+        try:
+            fired = outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+        except outbound.FireRateLimited as limited:
+            raise Throttled(
+                wait=limited.retry_after, detail=limited.message, code=limited.code
+            ) from limited
         return Response(
             {
                 "result": fired.result,
@@ -174,17 +192,27 @@ class AffiliatePostbackViewSet(
 
 
 class AffiliateConversionResendPostbacks(APIView):
-    """Send your postbacks for one of your conversions again (those not answered with a 2xx
-    yet), including postbacks added since the conversion happened."""
+    """Send your postbacks for one of your conversions again, including postbacks added since
+    the conversion happened. Calls not answered with a 2xx yet get a fresh set of attempts;
+    calls already delivered go out once more as a new event (webhook-id "msg_<new id>")."""
 
     permission_classes = [IsAffiliate]
 
     @extend_schema(request=None, responses=ResendAnswer)
     def post(self, request: Request, pk: int) -> Response:
         resent = outbound.conversion_postbacks_resend(
-            conversion_id=pk, affiliate_id=affiliate_of(request).pk, now=timezone.now()
+            conversion_id=pk,
+            affiliate_id=affiliate_of(request).pk,
+            now=timezone.now(),
+            user_id=request.user.pk,
         )
-        return Response({"queued": resent.queued, "already_delivered": resent.already_delivered})
+        return Response(
+            {
+                "queued": resent.queued,
+                "already_delivered": resent.already_delivered,
+                "skipped": resent.skipped,
+            }
+        )
 
 
 class SigningKeySerializer(serializers.ModelSerializer[AffiliateSigningKey]):

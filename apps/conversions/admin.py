@@ -24,6 +24,7 @@ from apps.conversions.status import (
     conversions_status_change,
 )
 from apps.offers.models import ConversionStatus
+from apps.partners.admin import deliveries_resend
 
 READ_ONLY_CONVERSION_FIELDS = [
     "click_id",
@@ -350,25 +351,37 @@ class InboundPostbackLogAdmin(AdvertiserScopedAdmin):
 
 @admin.register(OutboundPostbackDelivery)
 class OutboundPostbackDeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The delivery log: every call made to an affiliate's postback URL. Read-only, network staff
+    only (advertiser users have no permission on it); the resend action acts on the outbox."""
+
     list_display = [
         "id",
         "created_at",
         "conversion",
         "postback",
+        "outbox",
         "attempt",
         "http_status",
         "succeeded",
+        "is_test",
         "latency_ms",
         "error",
     ]
-    list_filter = ["succeeded"]
+    list_filter = ["succeeded", "is_test"]
     search_fields = ["=conversion__id", "url"]
+    list_select_related = ["conversion", "postback", "outbox"]
+    actions = [deliveries_resend]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        """Resending changes the outbox: it takes the outbox's change permission, not the log's
+        view permission."""
+        return request.user.has_perm("conversions.change_postbackoutbox")
 
 
 from apps.conversions import reconciliation_admin  # noqa: E402, F401 - registers its admin

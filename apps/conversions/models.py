@@ -200,6 +200,10 @@ class OutboxState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# States a row never leaves by itself: only these are pruned after OUTBOUND_OUTBOX_RETENTION_DAYS.
+SETTLED_OUTBOX_STATES = [OutboxState.CANCELLED, OutboxState.DELIVERED, OutboxState.FAILED]
+
+
 class PostbackOutbox(models.Model):
     """One affiliate postback to deliver for one conversion event (conversion x postback x the
     status it reports). Written in the transaction that changes the conversion, so it survives
@@ -210,6 +214,18 @@ class PostbackOutbox(models.Model):
         "partners.AffiliatePostback", on_delete=models.CASCADE, related_name="outbox"
     )
     conversion_status = models.CharField(max_length=10, choices=ConversionStatus.choices)
+    # 0: the event as the conversion wrote it (the automatic path: one row, at most one success).
+    # n > 0: the n-th resend staff or the affiliate asked for after the event was delivered, a new
+    # event with its own webhook-id, so it may succeed again.
+    resend_number = models.PositiveSmallIntegerField(default=0)
+    requested_by = models.ForeignKey(
+        "accounts.User",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who asked for this resend (empty for the automatic event).",
+    )
     state = models.CharField(
         max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING
     )
@@ -225,7 +241,8 @@ class PostbackOutbox(models.Model):
         verbose_name_plural = "postback outbox"
         constraints = [
             models.UniqueConstraint(
-                fields=["conversion", "postback", "conversion_status"], name="outbox_one_per_event"
+                fields=["conversion", "postback", "conversion_status", "resend_number"],
+                name="outbox_one_per_event",
             ),
         ]
         indexes = [
@@ -233,6 +250,12 @@ class PostbackOutbox(models.Model):
                 fields=["next_attempt_at"],
                 condition=models.Q(state="pending"),
                 name="outbox_due",
+            ),
+            # Retention: rows that are done with (delivered, given up, cancelled), oldest first.
+            models.Index(
+                fields=["updated_at"],
+                condition=models.Q(state__in=SETTLED_OUTBOX_STATES),
+                name="outbox_settled",
             ),
         ]
 
@@ -246,8 +269,13 @@ class OutboundPostbackDelivery(models.Model):
     conversion = models.ForeignKey(
         Conversion, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
     )
+    # The log outlives the outbox: a pruned row leaves its attempts here (outbox empty).
     outbox = models.ForeignKey(
-        PostbackOutbox, null=True, blank=True, on_delete=models.CASCADE, related_name="attempts_log"
+        PostbackOutbox,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="attempts_log",
     )
     is_test = models.BooleanField(default=False)
     http_method = models.CharField(max_length=4, default="GET")
@@ -268,11 +296,13 @@ class OutboundPostbackDelivery(models.Model):
         ordering = ["-id"]
         verbose_name_plural = "outbound postback deliveries"
         constraints = [
-            # One success per conversion, postback and status: a redelivered task is a no-op.
+            # One success per outbox row: however often one event is retried, claimed again after
+            # a lease ran out or redelivered, it is delivered once. A resend someone asked for is
+            # a row of its own (PostbackOutbox.resend_number) and may succeed again.
             models.UniqueConstraint(
-                fields=["conversion", "postback", "conversion_status"],
+                fields=["outbox"],
                 condition=models.Q(succeeded=True),
-                name="delivery_one_success",
+                name="delivery_one_success_per_row",
             ),
         ]
 

@@ -10,7 +10,11 @@
 3. Each attempt is one OutboundPostbackDelivery row. A 2xx within the timeout delivers the row;
    anything else reschedules it on the published backoff until OUTBOUND_POSTBACK_MAX_ATTEMPTS.
    The result is written under the row's lock and only by the lease holder, so two workers never
-   both record the event as delivered (delivery_one_success backs this up in the database).
+   both record the row as delivered (delivery_one_success_per_row backs this up in the database).
+4. Staff or the affiliate may ask for an event to be sent again. A row not delivered yet is
+   requeued with a fresh set of attempts; a delivered one gets a new row (resend_number + 1),
+   a new event with its own webhook-id that may succeed again. The automatic path only ever
+   writes resend_number 0, so it still delivers each event at most once.
 
 Only the conversion's current status is ever announced: a row whose status the conversion has
 since left (pending, then approved before the pending call got through) is cancelled, not sent.
@@ -19,7 +23,11 @@ GET postbacks carry the macros in the URL; POST ones also send them as a JSON bo
 postbacks (Standard Webhooks) sign "{webhook-id}.{webhook-timestamp}.{payload}", where payload is
 the JSON body for POST and, for GET, which has no body, the request target as sent ("/pb?cid=..."),
 so the query string the data travels in is what is signed. webhook-id is "msg_<outbox id>", the
-same on every retry, so a receiver can de-duplicate.
+same on every retry, so a receiver can de-duplicate; a resend someone asked for is a new row, so a
+new id, and is not dropped as a duplicate.
+
+Settled rows (delivered, given up, cancelled) are pruned OUTBOUND_OUTBOX_RETENTION_DAYS after they
+settled; their attempts stay in the delivery log for its own retention.
 """
 
 from __future__ import annotations
@@ -36,14 +44,17 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
+from apps.common.db import fetchall_prepared
 from apps.common.errors import DomainError
 from apps.common.money import money_round
+from apps.common.redis import redis_client
 from apps.common.safe_http import UnsafeUrl, request_target, safe_request
 from apps.conversions.models import (
     Conversion,
@@ -87,6 +98,19 @@ _STATUS_OPTION = {
 
 class OutboxError(DomainError):
     """A request about the outbox that cannot be honoured; `code` is stable."""
+
+
+class FireRateLimited(OutboxError):
+    """Too many test fires for one affiliate this minute; `retry_after` is in seconds."""
+
+    def __init__(self, *, retry_after: int) -> None:
+        limit = settings.OUTBOUND_TEST_FIRE_PER_MINUTE
+        super().__init__(
+            "rate_limited",
+            message=f"at most {limit} test fires a minute; try again in {retry_after} s",
+            http_status=429,
+        )
+        self.retry_after = retry_after
 
 
 # --- who hears about what -------------------------------------------------------------------------
@@ -189,18 +213,19 @@ def sample_macros(postback: AffiliatePostback, *, now: datetime) -> dict[str, ob
 
 # --- writing the outbox -------------------------------------------------------------------------
 
+# The automatic path: resend_number 0, one row per event whatever replays the write.
 _INSERT_SQL = """
 INSERT INTO conversions_postbackoutbox
-    (conversion_id, postback_id, conversion_status, state, attempts, next_attempt_at,
-     last_error, created_at, updated_at)
-SELECT c, p, s, st, 0, CASE WHEN st = 'pending' THEN %(now)s END, e, %(now)s, %(now)s
+    (conversion_id, postback_id, conversion_status, resend_number, state, attempts,
+     next_attempt_at, last_error, created_at, updated_at)
+SELECT c, p, s, 0, st, 0, CASE WHEN st = 'pending' THEN %(now)s END, e, %(now)s, %(now)s
 FROM unnest(%(conversions)s::bigint[], %(postbacks)s::bigint[], %(statuses)s::text[],
             %(states)s::text[], %(errors)s::text[]) AS t(c, p, s, st, e)
 WHERE NOT EXISTS (
     SELECT 1 FROM conversions_outboundpostbackdelivery d
     WHERE d.conversion_id = c AND d.postback_id = p AND d.conversion_status = s AND d.succeeded
 )
-ON CONFLICT (conversion_id, postback_id, conversion_status) DO NOTHING
+ON CONFLICT (conversion_id, postback_id, conversion_status, resend_number) DO NOTHING
 RETURNING id, state
 """
 
@@ -211,7 +236,8 @@ def _outbox_insert(
     """Insert (conversion id, postback, status) events; returns the ids of new *pending* rows.
 
     A paused postback's rows go in held back (cancelled with PAUSED_NOTE) for its resume. An
-    event the delivery log already shows delivered (before the outbox existed) is left out."""
+    event the delivery log already shows delivered (before the outbox existed, or by a row
+    since pruned) is left out."""
     if not rows:
         return []
     params: dict[str, Any] = {
@@ -225,9 +251,7 @@ def _outbox_insert(
         ],
         "errors": [PAUSED_NOTE if postback.paused_at else "" for _, postback, _ in rows],
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, params)
-        inserted = cursor.fetchall()
+    inserted = fetchall_prepared(_INSERT_SQL, params)  # on every conversion: planned once
     return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
 
 
@@ -424,8 +448,8 @@ def _result_record(
             with transaction.atomic():
                 delivery.save()
         except IntegrityError:
-            # delivery_one_success: the event was delivered already (by a holder that took over
-            # after this one's lease ran out). The row is done, whoever marked it.
+            # delivery_one_success_per_row: the row was delivered already (by a holder that took
+            # over after this one's lease ran out). The row is done, whoever marked it.
             if row.state != OutboxState.DELIVERED:
                 row.state = OutboxState.DELIVERED
                 row.delivered_at = now
@@ -487,10 +511,15 @@ def outbox_deliver_due(
 # --- pausing a postback that keeps failing --------------------------------------------------------
 
 
-def postback_failing_since(*, postback_id: int) -> datetime | None:
+def postback_failing_since(
+    *, postback_id: int, not_before: datetime | None = None
+) -> datetime | None:
     """When the current run of failures began: the first failed attempt since the last success
-    (test fires aside); None when the last attempt succeeded or there was none."""
+    (test fires aside), and not before `not_before` (the postback's last resume); None when the
+    last attempt succeeded or there was none."""
     log = OutboundPostbackDelivery.objects.filter(postback_id=postback_id, is_test=False)
+    if not_before is not None:
+        log = log.filter(created_at__gte=not_before)
     last_success = log.filter(succeeded=True).order_by("-id").values_list("id", flat=True).first()
     failures = log.filter(succeeded=False)
     if last_success is not None:
@@ -499,21 +528,25 @@ def postback_failing_since(*, postback_id: int) -> datetime | None:
 
 
 def postbacks_pause_failing(*, now: datetime) -> list[int]:
-    """Pause every postback whose deliveries all failed for OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS.
+    """Pause every postback whose deliveries all failed for OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS,
+    counted from its last resume at the earliest: a URL resumed after a fix that still fails gets
+    a whole window again, not an instant re-pause over the failures that paused it before.
 
     Only postbacks still being tried are looked at (a pending row with an attempt behind it, or a
     row given up on lately), so this stays cheap however many postbacks there are."""
     window = timedelta(hours=settings.OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS)
-    candidates = set(
+    candidates = dict(
         PostbackOutbox.objects.filter(
             Q(state=OutboxState.PENDING, attempts__gte=1)
             | Q(state=OutboxState.FAILED, updated_at__gte=now - timedelta(hours=1)),
             postback__paused_at__isnull=True,
-        ).values_list("postback_id", flat=True)
+        )
+        .values_list("postback_id", "postback__resumed_at")
+        .distinct()
     )
     paused = []
-    for postback_id in sorted(candidates):
-        since = postback_failing_since(postback_id=postback_id)
+    for postback_id, resumed_at in sorted(candidates.items()):
+        since = postback_failing_since(postback_id=postback_id, not_before=resumed_at)
         if since is None or since > now - window:
             continue
         reason = f"No successful delivery since {since:%Y-%m-%d %H:%M} UTC; resume after fixing it."
@@ -544,8 +577,12 @@ def postback_pause(*, postback_id: int, reason: str, now: datetime) -> bool:
 @transaction.atomic
 def postback_resume(*, postback_id: int, now: datetime) -> int:
     """Call the URL again: clears the pause and requeues what the pause held back (the last
-    RESUME_MAX_DAYS of it) with a fresh set of attempts. Returns how many rows were requeued."""
-    AffiliatePostback.objects.filter(pk=postback_id).update(paused_at=None, pause_reason="")
+    RESUME_MAX_DAYS of it) with a fresh set of attempts. Returns how many rows were requeued.
+
+    resumed_at marks where the pause rule starts counting failures again."""
+    AffiliatePostback.objects.filter(pk=postback_id, paused_at__isnull=False).update(
+        paused_at=None, pause_reason="", resumed_at=now
+    )
     held = PostbackOutbox.objects.filter(
         postback_id=postback_id,
         state=OutboxState.CANCELLED,
@@ -569,23 +606,100 @@ def _requeue(outbox_ids: list[int], *, now: datetime) -> None:
 
 @dataclass(frozen=True)
 class Resend:
+    """What a resend did. `queued`: calls going out now (rows requeued with fresh attempts, and
+    new rows for events that had been delivered); `already_delivered`: how many of those were
+    delivered before and are sent again as new events; `skipped`: events no longer true to send
+    (the postback is switched off or paused, or the conversion's status has moved on)."""
+
     queued: int
     already_delivered: int
+    skipped: int
+
+
+_Event = tuple[int, int, str]  # conversion id, postback id, the status it reports
+
+
+def _event_current(row: PostbackOutbox) -> bool:
+    postback = row.postback
+    return (
+        postback.is_active
+        and postback.paused_at is None
+        and row.conversion.status == row.conversion_status
+    )
+
+
+def _latest_rows(events: set[_Event]) -> dict[_Event, PostbackOutbox]:
+    """Each event's newest row (the highest resend_number)."""
+    rows = (
+        PostbackOutbox.objects.select_related("conversion", "postback")
+        .filter(
+            conversion_id__in={conversion_id for conversion_id, _, _ in events},
+            postback_id__in={postback_id for _, postback_id, _ in events},
+        )
+        .order_by("resend_number")
+    )
+    latest: dict[_Event, PostbackOutbox] = {}
+    for row in rows:
+        key = (row.conversion_id, row.postback_id, row.conversion_status)
+        if key in events:
+            latest[key] = row
+    return latest
 
 
 @transaction.atomic
-def outbox_resend(*, outbox_ids: Iterable[int], now: datetime) -> Resend:
-    """Send these rows again, now, with a fresh set of attempts.
+def outbox_resend(
+    *, outbox_ids: Iterable[int], now: datetime, user_id: int | None = None
+) -> Resend:
+    """Send the events of these rows again, now (staff or the affiliate asked).
 
-    A row already delivered is left alone: delivery_one_success allows one successful delivery
-    per event in the log."""
-    rows = PostbackOutbox.objects.select_for_update().filter(pk__in=list(outbox_ids))
-    delivered = rows.filter(state=OutboxState.DELIVERED).count()
-    ids = list(
-        rows.exclude(state=OutboxState.DELIVERED).order_by("pk").values_list("pk", flat=True)
+    Per event, its newest row decides: one not delivered yet is requeued with a fresh set of
+    attempts; a delivered one gets a new row (resend_number + 1, requested_by user_id) that may
+    succeed again, its own event with its own webhook-id. Asking again before that resend went
+    out requeues it rather than adding another call. The automatic path never comes here: it
+    writes resend_number 0 only, so a retried event is still delivered at most once."""
+    # Locking the selected rows serialises two requests for the same rows (a double click):
+    # the second one then sees the first one's resend as the event's newest row.
+    events: set[_Event] = set(
+        PostbackOutbox.objects.select_for_update()
+        .filter(pk__in=list(outbox_ids))
+        .order_by("pk")
+        .values_list("conversion_id", "postback_id", "conversion_status")
     )
-    _requeue(ids, now=now)
-    return Resend(queued=len(ids), already_delivered=delivered)
+    requeue: list[int] = []
+    resends: list[PostbackOutbox] = []
+    skipped = 0
+    for key, row in sorted(_latest_rows(events).items()):
+        if not _event_current(row):
+            skipped += 1
+        elif row.state != OutboxState.DELIVERED:
+            requeue.append(row.pk)
+        else:
+            conversion_id, postback_id, status = key
+            resends.append(
+                PostbackOutbox(
+                    conversion_id=conversion_id,
+                    postback_id=postback_id,
+                    conversion_status=status,
+                    resend_number=row.resend_number + 1,
+                    requested_by_id=user_id,
+                    state=OutboxState.PENDING,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    _requeue(requeue, now=now)
+    created = []
+    for resend in resends:
+        try:
+            with transaction.atomic():
+                resend.save(force_insert=True)
+        except IntegrityError:
+            continue  # outbox_one_per_event: a request running alongside made this very resend
+        created.append(resend.pk)
+    outbox_kick(created)
+    return Resend(
+        queued=len(requeue) + len(resends), already_delivered=len(resends), skipped=skipped
+    )
 
 
 @transaction.atomic
@@ -597,9 +711,12 @@ def outbox_cancel(*, outbox_ids: Iterable[int], now: datetime) -> int:
 
 
 @transaction.atomic
-def conversion_postbacks_resend(*, conversion_id: int, affiliate_id: int, now: datetime) -> Resend:
+def conversion_postbacks_resend(
+    *, conversion_id: int, affiliate_id: int, now: datetime, user_id: int | None = None
+) -> Resend:
     """The affiliate asks for its postbacks about one of its conversions again: rows are written
-    for postbacks that cover it (one added since, say) and the undelivered ones requeued."""
+    for postbacks that cover it (one added since, say), and every event sent again (see
+    outbox_resend), delivered ones included."""
     conversion = (
         Conversion.objects.select_for_update()
         .filter(pk=conversion_id, affiliate_id=affiliate_id)
@@ -608,13 +725,11 @@ def conversion_postbacks_resend(*, conversion_id: int, affiliate_id: int, now: d
     if conversion is None:
         raise OutboxError("conversion_not_found", http_status=404)
     outbox_write(conversion=conversion, now=now)
+    # Rows of switched-off or paused postbacks too: outbox_resend counts them as skipped.
     current = PostbackOutbox.objects.filter(
-        conversion=conversion,
-        conversion_status=conversion.status,
-        postback__is_active=True,
-        postback__paused_at__isnull=True,
+        conversion=conversion, conversion_status=conversion.status
     )
-    return outbox_resend(outbox_ids=current.values_list("pk", flat=True), now=now)
+    return outbox_resend(outbox_ids=current.values_list("pk", flat=True), now=now, user_id=user_id)
 
 
 @transaction.atomic
@@ -665,11 +780,42 @@ class FireResult:
     latency_ms: int | None
 
 
+TEST_FIRE_WINDOW_SECONDS = 60
+
+
+def _test_fire_count(*, affiliate_id: int, now: datetime) -> None:
+    """Count one test fire against the affiliate's budget for this minute (a Redis counter per
+    affiliate and minute); raises FireRateLimited when the budget is spent.
+
+    Every request counts, whatever its target, so a 429 says nothing about any URL. Without Redis
+    the fire is allowed (and logged): each call is bounded anyway (one request, timeout, size
+    cap, public addresses only), and a Redis outage must not take the debugging tool away."""
+    stamp = int(now.timestamp())
+    window = stamp // TEST_FIRE_WINDOW_SECONDS
+    key = f"outbound:test_fire:{affiliate_id}:{window}"
+    try:
+        pipe = redis_client().pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, 2 * TEST_FIRE_WINDOW_SECONDS)
+        count, _ = pipe.execute()
+    except redis.RedisError:
+        logger.warning(
+            "test fire limit not checked for affiliate %s: Redis unavailable", affiliate_id
+        )
+        return
+    if int(count) > settings.OUTBOUND_TEST_FIRE_PER_MINUTE:
+        raise FireRateLimited(
+            retry_after=TEST_FIRE_WINDOW_SECONDS - stamp % TEST_FIRE_WINDOW_SECONDS
+        )
+
+
 def postback_test_fire(*, postback_id: int, now: datetime) -> FireResult:
-    """Call the postback's URL once with sample values; logged as a test delivery."""
+    """Call the postback's URL once with sample values; logged as a test delivery. At most
+    OUTBOUND_TEST_FIRE_PER_MINUTE per affiliate (FireRateLimited beyond)."""
     postback = AffiliatePostback.objects.select_related("goal").filter(pk=postback_id).first()
     if postback is None:
         raise OutboxError("postback_not_found", http_status=404)
+    _test_fire_count(affiliate_id=postback.affiliate_id, now=now)
     call = _call_build(
         postback,
         sample_macros(postback, now=now),
@@ -703,15 +849,34 @@ DELETE FROM conversions_outboundpostbackdelivery WHERE id IN (
     SELECT id FROM conversions_outboundpostbackdelivery WHERE created_at < %s ORDER BY id LIMIT %s
 )
 """
+# Settled rows only (SETTLED_OUTBOX_STATES, spelt as the outbox_settled index's condition so the
+# planner uses it; never a pending row: that is an event still to deliver), oldest first. Rows a
+# resend or a late worker holds are skipped, not waited for. Their attempts stay in the delivery
+# log, unlinked (the foreign key is checked at commit).
+_PRUNE_OUTBOX_SQL = """
+WITH doomed AS (
+    SELECT id FROM conversions_postbackoutbox
+    WHERE state IN ('cancelled', 'delivered', 'failed') AND updated_at < %s
+    ORDER BY updated_at LIMIT %s
+    FOR UPDATE SKIP LOCKED
+), unlinked AS (
+    UPDATE conversions_outboundpostbackdelivery SET outbox_id = NULL
+    WHERE outbox_id IN (SELECT id FROM doomed)
+)
+DELETE FROM conversions_postbackoutbox WHERE id IN (SELECT id FROM doomed)
+"""
 
 
 def logs_prune(*, now: datetime, batch_size: int = 5000, max_batches: int = 20) -> tuple[int, bool]:
-    """Delete inbound postback log rows older than INBOUND_LOG_RETENTION_DAYS and delivery
-    attempts older than OUTBOUND_DELIVERY_RETENTION_DAYS, one short transaction per batch.
-    Returns (rows deleted, whether more are left for another run)."""
+    """Delete inbound postback log rows older than INBOUND_LOG_RETENTION_DAYS, delivery attempts
+    older than OUTBOUND_DELIVERY_RETENTION_DAYS and outbox rows settled (delivered, given up,
+    cancelled) more than OUTBOUND_OUTBOX_RETENTION_DAYS ago, one short transaction per batch.
+    Returns (rows deleted, whether more are left for another run). Running it again, or after
+    a crash halfway, deletes only what is still due."""
     plans = [
         (_PRUNE_INBOUND_SQL, now - timedelta(days=settings.INBOUND_LOG_RETENTION_DAYS)),
         (_PRUNE_DELIVERIES_SQL, now - timedelta(days=settings.OUTBOUND_DELIVERY_RETENTION_DAYS)),
+        (_PRUNE_OUTBOX_SQL, now - timedelta(days=settings.OUTBOUND_OUTBOX_RETENTION_DAYS)),
     ]
     deleted = 0
     more = False

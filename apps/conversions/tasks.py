@@ -41,8 +41,9 @@ def pause_failing_postbacks() -> list[int]:
     max_retries=3,
 )
 def prune_inbound_log() -> int:
-    """Retention of the inbound postback log and the outbound delivery log, in bounded batches;
-    when more is left than one run may delete, the task queues itself again."""
+    """Hourly retention of the inbound postback log, the outbound delivery log and the settled
+    outbox rows (delivered, given up, cancelled), in bounded batches; when more is left than
+    one run may delete, the task queues itself again. Idempotent: a second run finds nothing."""
     deleted, more = outbound.logs_prune(now=timezone.now())
     if more:
         prune_inbound_log.apply_async(countdown=1)

@@ -282,7 +282,6 @@ def test_conversions_are_read_only_for_advertiser_user(admin_world: AdminWorld):
     [
         "admin:partners_affiliate_changelist",
         "admin:partners_affiliatepostback_changelist",
-        "admin:advertisers_advertiser_changelist",
         "admin:tracking_click_changelist",
         "admin:commissions_ledgerentry_changelist",
         "admin:conversions_outboundpostbackdelivery_changelist",
@@ -299,10 +298,33 @@ def test_advertiser_user_cannot_reach_network_admin(admin_world: AdminWorld, url
     assert response.status_code == 403
 
 
-def test_advertiser_user_cannot_open_another_advertiser(admin_world: AdminWorld):
+@pytest.mark.parametrize(
+    "url_name",
+    [
+        "admin:advertisers_advertiser_change",
+        "admin:advertisers_advertiser_history",
+        "admin:advertisers_advertiser_delete",
+    ],
+)
+def test_advertiser_user_cannot_open_another_advertiser(admin_world: AdminWorld, url_name: str):
     w = admin_world
-    url = reverse("admin:advertisers_advertiser_change", args=[w.adv_y.pk])
-    assert w.x_client.get(url).status_code == 403
+    response = w.x_client.get(reverse(url_name, args=[w.adv_y.pk]))
+    assert response.status_code in (302, 403, 404)
+    assert w.adv_y.name not in response.content.decode()
+
+
+def test_advertiser_user_sees_its_own_advertiser_only_read_only(admin_world: AdminWorld):
+    """Its own advertiser is there so that it can rotate its signing secret; nothing else."""
+    w = admin_world
+    changelist = w.x_client.get(reverse("admin:advertisers_advertiser_changelist"))
+    assert changelist.status_code == 200
+    assert [a.pk for a in changelist.context["cl"].result_list] == [w.adv_x.pk]
+    assert w.adv_y.name not in changelist.content.decode()
+    page = w.x_client.get(reverse("admin:advertisers_advertiser_change", args=[w.adv_x.pk]))
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False
+    delete = w.x_client.get(reverse("admin:advertisers_advertiser_delete", args=[w.adv_x.pk]))
+    assert delete.status_code == 403
 
 
 def test_advertiser_user_index_lists_only_its_models(admin_world: AdminWorld):
@@ -310,7 +332,14 @@ def test_advertiser_user_index_lists_only_its_models(admin_world: AdminWorld):
     models = {
         model["object_name"] for app in response.context["app_list"] for model in app["models"]
     }
-    assert models == {"Offer", "Goal", "Conversion", "InboundPostbackLog", "ReconciliationRun"}
+    assert models == {
+        "Offer",
+        "Goal",
+        "Conversion",
+        "InboundPostbackLog",
+        "ReconciliationRun",
+        "Advertiser",  # its own, to rotate its signing secret
+    }
 
 
 def test_non_staff_user_is_sent_to_login(admin_world: AdminWorld, client):

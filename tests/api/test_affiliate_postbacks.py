@@ -84,6 +84,7 @@ def test_create_with_delivery_options(world: World):
         "is_active": True,
         "paused_at": None,
         "pause_reason": "",
+        "resumed_at": None,
         "created_at": body["created_at"],
     }
 
@@ -123,6 +124,7 @@ def test_resume_clears_the_pause_and_requeues_held_rows(world: World):
     assert (body["postback"]["id"], body["postback"]["paused_at"]) == (postback.pk, None)
     postback.refresh_from_db()
     assert postback.paused_at is None
+    assert body["postback"]["resumed_at"] == postback.resumed_at.isoformat().replace("+00:00", "Z")
     assert PostbackOutbox.objects.get().state == "pending"
 
 
@@ -235,6 +237,41 @@ def test_test_fire_after_dns_rebinding_says_only_refused(world: World, settings,
     assert response.json() == REFUSED
 
 
+def test_test_fire_is_rate_limited_per_affiliate_with_429(world: World, receiver, settings):
+    settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 2
+    base, hits = receiver
+    postback = factories.AffiliatePostbackFactory(affiliate=world.aff_a, url=base + "/pb")
+    for _ in range(2):
+        assert world.client_a.post(f"{URL}{postback.pk}/test/").status_code == 200
+
+    response = world.client_a.post(f"{URL}{postback.pk}/test/")
+
+    assert response.status_code == 429
+    body = response.json()
+    assert body["code"] == "rate_limited"
+    assert body["detail"].startswith("at most 2 test fires a minute; try again in ")
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert len(hits) == 2  # nothing called
+    # B's budget is its own.
+    theirs = factories.AffiliatePostbackFactory(affiliate=world.aff_b, url=base + "/b")
+    assert world.client_b.post(f"{URL}{theirs.pk}/test/").status_code == 200
+
+
+def test_the_429_is_the_same_for_a_refused_target(world: World, settings):
+    """Once the budget is spent every fire gets the same 429, so the limit reveals nothing about
+    which targets we refuse (and a refused fire counts like any other)."""
+    settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 1
+    refused = factories.AffiliatePostbackFactory(affiliate=world.aff_a, url="http://10.0.0.7/pb")
+    fine = factories.AffiliatePostbackFactory(
+        affiliate=world.aff_a, url="https://tracker.example.net/pb"
+    )
+    assert world.client_a.post(f"{URL}{refused.pk}/test/").json() == REFUSED
+    answers = [world.client_a.post(f"{URL}{pb.pk}/test/") for pb in (refused, fine)]
+    assert [a.status_code for a in answers] == [429, 429]
+    assert answers[0].json()["code"] == answers[1].json()["code"] == "rate_limited"
+    assert OutboundPostbackDelivery.objects.count() == 1
+
+
 def test_test_fire_of_another_affiliates_postback_is_404_and_calls_nothing(world: World, receiver):
     base, hits = receiver
     theirs = factories.AffiliatePostbackFactory(affiliate=world.aff_b, url=base + "/pb")
@@ -251,12 +288,33 @@ def test_resend_for_own_conversion(world: World):
     url = f"/api/v1/affiliate/conversions/{conversion.pk}/resend-postbacks/"
     response = world.client_a.post(url)
     assert response.status_code == 200, response.json()
-    assert response.json() == {"queued": 1, "already_delivered": 0}
+    assert response.json() == {"queued": 1, "already_delivered": 0, "skipped": 0}
     row = PostbackOutbox.objects.get()
     assert (row.conversion, row.postback) == (conversion, world.postbacks["a"])
 
+    # Delivered already: the affiliate asked, so it goes out again, as a new event.
     PostbackOutbox.objects.update(state="delivered")
-    assert world.client_a.post(url).json() == {"queued": 0, "already_delivered": 1}
+    response = world.client_a.post(url)
+    assert response.json() == {"queued": 1, "already_delivered": 1, "skipped": 0}
+    resend = PostbackOutbox.objects.get(resend_number=1)
+    assert (resend.conversion, resend.postback, resend.state) == (
+        conversion,
+        world.postbacks["a"],
+        "pending",
+    )
+    assert resend.requested_by.affiliate == world.aff_a
+    # Asked again before it went out: the same resend, not another one.
+    assert world.client_a.post(url).json() == {"queued": 1, "already_delivered": 0, "skipped": 0}
+    assert PostbackOutbox.objects.count() == 2
+
+
+def test_resend_says_what_a_paused_postback_held_back(world: World):
+    conversion = world.conversions["a1"]
+    outbound.postback_pause(postback_id=world.postbacks["a"].pk, reason="x", now=timezone.now())
+    url = f"/api/v1/affiliate/conversions/{conversion.pk}/resend-postbacks/"
+    assert world.client_a.post(url).json() == {"queued": 0, "already_delivered": 0, "skipped": 1}
+    row = PostbackOutbox.objects.get()
+    assert (row.state, row.last_error) == ("cancelled", outbound.PAUSED_NOTE)  # kept for resume
 
 
 def test_resend_for_another_affiliates_conversion_is_404(world: World):

@@ -37,6 +37,7 @@ def test_create_with_public_url(world: World):
         "sign": False,
         "paused_at": None,
         "pause_reason": "",
+        "resumed_at": None,
         "is_active": True,
         "created_at": body["created_at"],
     }

@@ -7,6 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from base64 import b64decode
@@ -18,12 +21,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.common.redis import redis_client
 from apps.conversions import outbound, side_effects, tasks
 from apps.conversions.models import (
+    SETTLED_OUTBOX_STATES,
+    Conversion,
     InboundPostbackLog,
     OutboundPostbackDelivery,
     PostbackOutbox,
@@ -148,7 +153,7 @@ def test_conversion_changed_writes_rows_and_kicks_them_after_commit(
         assert _queued("postbacks") == []  # nothing is sent before the commit
     assert (row.postback, row.conversion_status, row.state) == (postback, "approved", "pending")
     assert _queued("postbacks") == [("conversions.deliver_outbox", [[row.pk]])]
-    assert _queued("commissions") == [("commissions.accrue_for_conversion", [conversion.pk])]
+    assert _queued("commissions") == []  # the accrual queue table and its beat job do that
 
 
 def test_conversion_changed_rolls_back_with_the_change(conversion):
@@ -159,13 +164,12 @@ def test_conversion_changed_rolls_back_with_the_change(conversion):
     assert PostbackOutbox.objects.count() == 0
 
 
-def test_without_postbacks_only_the_accrual_is_queued(
+def test_without_postbacks_nothing_is_sent_to_the_broker(
     conversion, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         side_effects.conversion_changed(conversion)
-    assert _queued("postbacks") == []
-    assert len(_queued("commissions")) == 1
+    assert (_queued("postbacks"), _queued("commissions")) == ([], [])
 
 
 def test_a_broker_outage_does_not_fail_the_caller(
@@ -177,9 +181,6 @@ def test_a_broker_outage_does_not_fail_the_caller(
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(tasks.deliver_outbox, "delay", broker_down)
-    from apps.commissions.tasks import accrue_for_conversion
-
-    monkeypatch.setattr(accrue_for_conversion, "delay", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         side_effects.conversion_changed(conversion)
     assert _row().state == "pending"  # the beat job delivers it
@@ -515,9 +516,12 @@ def test_signing_keys_are_encrypted_shown_once_and_expire_on_rotation(affiliate)
 # --- pausing a postback that keeps failing --------------------------------------------------------
 
 
-def _log(postback, conversion, *, succeeded: bool, hours_ago: float) -> None:
+def _log(
+    postback, conversion, *, succeeded: bool, hours_ago: float, outbox_id: int | None = None
+) -> None:
     delivery = OutboundPostbackDelivery.objects.create(
         conversion=conversion,
+        outbox_id=outbox_id,
         postback=postback,
         conversion_status="approved",
         attempt=1,
@@ -616,14 +620,58 @@ def test_resume_leaves_rows_cancelled_for_other_reasons(conversion):
     assert (_row().state, _row().last_error) == ("cancelled", "cancelled")
 
 
+def test_a_resumed_postback_gets_a_whole_window_before_it_is_paused_again(conversion, failing):
+    """The failures that paused it are history once it is resumed: a URL that still fails is
+    paused again only after OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS of failures since the resume."""
+    _log(failing, conversion, succeeded=False, hours_ago=100)
+    assert outbound.postbacks_pause_failing(now=timezone.now()) == [failing.pk]
+    resumed = timezone.now()
+    assert outbound.postback_resume(postback_id=failing.pk, now=resumed) == 1
+    failing.refresh_from_db()
+    assert (failing.paused_at, failing.resumed_at) == (None, resumed)
+
+    # The requeued row is tried again and fails at once.
+    PostbackOutbox.objects.update(attempts=1)
+    _log(failing, conversion, succeeded=False, hours_ago=0)
+    assert outbound.postbacks_pause_failing(now=timezone.now()) == []
+    assert outbound.postbacks_pause_failing(now=resumed + timedelta(hours=71)) == []
+    failing.refresh_from_db()
+    assert failing.paused_at is None
+
+    # Still failing 72 hours after the resume: paused again.
+    later = timezone.now() + timedelta(hours=72, minutes=1)
+    assert outbound.postbacks_pause_failing(now=later) == [failing.pk]
+
+
+def test_failing_since_counts_from_the_resume(conversion, failing):
+    _log(failing, conversion, succeeded=False, hours_ago=100)
+    _log(failing, conversion, succeeded=False, hours_ago=2)
+    since = outbound.postback_failing_since(postback_id=failing.pk)
+    assert since < timezone.now() - timedelta(hours=99)
+    resumed = timezone.now() - timedelta(hours=3)
+    since = outbound.postback_failing_since(postback_id=failing.pk, not_before=resumed)
+    assert resumed < since < timezone.now() - timedelta(hours=1)
+    assert (
+        outbound.postback_failing_since(postback_id=failing.pk, not_before=timezone.now()) is None
+    )
+
+
+def test_resuming_a_postback_that_is_not_paused_changes_nothing(conversion):
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    assert outbound.postback_resume(postback_id=postback.pk, now=timezone.now()) == 0
+    postback.refresh_from_db()
+    assert postback.resumed_at is None
+
+
 # --- resend, cancel, backfill -------------------------------------------------------------------
 
 
-def test_resend_requeues_failed_and_cancelled_rows_but_not_delivered_ones(
+def test_resend_requeues_undelivered_rows_and_sends_delivered_ones_as_new_rows(
     conversion, goal, django_capture_on_commit_callbacks
 ):
     postback = _postback(conversion, "https://tracker.example.net/pb")
-    states = ["failed", "cancelled", "delivered"]
+    user = factories.UserFactory(is_staff=True)
+    states = ["failed", "cancelled", "delivered", "pending"]
     ids = []
     for n, state in enumerate(states):
         click = factories.ClickFactory(offer=goal.offer, affiliate=conversion.affiliate)
@@ -633,18 +681,161 @@ def test_resend_requeues_failed_and_cancelled_rows_but_not_delivered_ones(
             state=state, attempts=8, next_attempt_at=None
         )
         ids.append(row_id)
+    now = timezone.now()
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = outbound.outbox_resend(outbox_ids=ids, now=timezone.now())
+        result = outbound.outbox_resend(outbox_ids=ids, now=now, user_id=user.pk)
 
-    assert result == outbound.Resend(queued=2, already_delivered=1)
-    assert dict(PostbackOutbox.objects.filter(postback=postback).values_list("pk", "state")) == {
-        ids[0]: "pending",
-        ids[1]: "pending",
-        ids[2]: "delivered",
+    assert result == outbound.Resend(queued=4, already_delivered=1, skipped=0)
+    [resend] = PostbackOutbox.objects.filter(resend_number=1)
+    rows = PostbackOutbox.objects.filter(postback=postback).order_by("id")
+    assert list(rows.values_list("pk", "resend_number", "state", "attempts")) == [
+        (ids[0], 0, "pending", 0),
+        (ids[1], 0, "pending", 0),
+        (ids[2], 0, "delivered", 8),  # the delivered event keeps its record
+        (ids[3], 0, "pending", 0),
+        (resend.pk, 1, "pending", 0),
+    ]
+    original = _row(pk=ids[2])
+    assert (resend.conversion_id, resend.postback_id, resend.conversion_status) == (
+        original.conversion_id,
+        original.postback_id,
+        original.conversion_status,
+    )
+    assert (resend.requested_by, resend.next_attempt_at, resend.created_at) == (user, now, now)
+    assert _queued("postbacks") == [
+        ("conversions.deliver_outbox", [[ids[0], ids[1], ids[3]]]),
+        ("conversions.deliver_outbox", [[resend.pk]]),
+    ]
+
+
+def test_a_delivered_event_resent_on_request_is_delivered_again_as_a_new_event(conversion, tracker):
+    """The gap this closes: before, delivery_one_success refused a second success per event, so
+    a resend of a delivered postback could never succeed. Now a resend is a row of its own."""
+    secret = signing_key_create(affiliate=conversion.affiliate)
+    postback = _postback(conversion, tracker.url + "/pb?cid={click_id}", sign=True)
+    [row_id] = _write(conversion)
+    assert outbound.outbox_deliver_due(outbox_ids=[row_id]) == 1
+
+    result = outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now())
+    assert result == outbound.Resend(queued=1, already_delivered=1, skipped=0)
+    assert outbound.outbox_deliver_due() == 1
+
+    first, second = tracker.requests
+    assert first["path"] == second["path"] == f"/pb?cid={conversion.click_id}"
+    resend = _row(resend_number=1)
+    assert [first["headers"]["webhook-id"], second["headers"]["webhook-id"]] == [
+        f"msg_{row_id}",
+        f"msg_{resend.pk}",
+    ]
+    assert _standard_webhooks_verify(secret, second["headers"], second["path"].encode())
+    assert set(PostbackOutbox.objects.values_list("resend_number", "state")) == {
+        (0, "delivered"),
+        (1, "delivered"),
     }
-    assert _row(pk=ids[0]).attempts == 0
-    assert _queued("postbacks") == [("conversions.deliver_outbox", [ids[:2]])]
+    successes = OutboundPostbackDelivery.objects.filter(postback=postback, succeeded=True)
+    assert sorted(successes.values_list("outbox_id", flat=True)) == [row_id, resend.pk]
+
+
+def test_asking_twice_before_the_resend_went_out_adds_no_second_resend(conversion):
+    _postback(conversion, "https://tracker.example.net/pb")
+    [row_id] = _write(conversion)
+    PostbackOutbox.objects.filter(pk=row_id).update(state="delivered")
+    first = outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now())
+    # The affiliate clicks again (or staff select both the original and the resend).
+    resend = _row(resend_number=1)
+    second = outbound.outbox_resend(outbox_ids=[row_id, resend.pk], now=timezone.now())
+    assert (first.already_delivered, second) == (1, outbound.Resend(1, 0, 0))
+    assert PostbackOutbox.objects.count() == 2
+    # Once that resend is delivered, another request makes the next one.
+    PostbackOutbox.objects.filter(pk=resend.pk).update(state="delivered")
+    outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now())
+    assert sorted(PostbackOutbox.objects.values_list("resend_number", flat=True)) == [0, 1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_resend_requests_at_once_make_one_resend(affiliate, goal):
+    postback = factories.AffiliatePostbackFactory(
+        affiliate=affiliate, url="https://tracker.example.net/pb"
+    )
+    click = factories.ClickFactory(offer=goal.offer, affiliate=affiliate)
+    conversion = factories.ConversionFactory(click=click, goal=goal)
+    [row_id] = outbound.outbox_write(conversion=conversion, now=timezone.now())
+    PostbackOutbox.objects.filter(pk=row_id).update(state="delivered")
+    barrier = threading.Barrier(2)
+    results: list[outbound.Resend] = []
+
+    def request() -> None:
+        try:
+            barrier.wait(5)
+            results.append(outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(r.already_delivered for r in results) == [0, 1]
+    assert list(
+        PostbackOutbox.objects.filter(postback=postback)
+        .order_by("resend_number")
+        .values_list("resend_number", "state")
+    ) == [(0, "delivered"), (1, "pending")]
+
+
+@pytest.mark.parametrize("change", ["paused", "switched_off", "status_moved"])
+def test_resend_skips_events_no_longer_true_to_send(conversion, change):
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    [delivered] = _write(conversion)
+    PostbackOutbox.objects.filter(pk=delivered).update(state="delivered")
+    click = factories.ClickFactory(offer=conversion.offer, affiliate=conversion.affiliate)
+    failed_conversion = factories.ConversionFactory(click=click, goal=conversion.goal)
+    [failed] = _write(failed_conversion)
+    PostbackOutbox.objects.filter(pk=failed).update(state="failed", attempts=8)
+    if change == "paused":
+        AffiliatePostback.objects.filter(pk=postback.pk).update(paused_at=timezone.now())
+    elif change == "switched_off":
+        AffiliatePostback.objects.filter(pk=postback.pk).update(is_active=False)
+    else:
+        Conversion.objects.update(status=ConversionStatus.REVERSED)
+
+    result = outbound.outbox_resend(outbox_ids=[delivered, failed], now=timezone.now())
+
+    assert result == outbound.Resend(queued=0, already_delivered=0, skipped=2)
+    assert sorted(PostbackOutbox.objects.values_list("pk", "state", "attempts")) == [
+        (delivered, "delivered", 0),
+        (failed, "failed", 8),
+    ]
+
+
+def test_the_automatic_path_still_delivers_an_event_at_most_once(conversion):
+    """Replays of the write add nothing (resend_number 0 only), and the log takes one success
+    per row whatever retries or lease take-overs try to record."""
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    [row_id] = _write(conversion)
+    PostbackOutbox.objects.filter(pk=row_id).update(state="delivered")
+    outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now())
+    assert _write(conversion) == []  # a replay after a resend exists: still nothing new
+    assert PostbackOutbox.objects.count() == 2
+
+    def success() -> None:
+        OutboundPostbackDelivery.objects.create(
+            conversion=conversion,
+            outbox_id=row_id,
+            postback=postback,
+            conversion_status="approved",
+            attempt=1,
+            url="x",
+            succeeded=True,
+        )
+
+    success()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        success()
+    assert OutboundPostbackDelivery.objects.filter(succeeded=True).count() == 1
 
 
 def test_cancel_stops_pending_rows_only(conversion):
@@ -660,7 +851,7 @@ def test_conversion_resend_writes_missing_rows_and_is_scoped_to_the_affiliate(co
     result = outbound.conversion_postbacks_resend(
         conversion_id=conversion.pk, affiliate_id=conversion.affiliate_id, now=timezone.now()
     )
-    assert result == outbound.Resend(queued=1, already_delivered=0)
+    assert result == outbound.Resend(queued=1, already_delivered=0, skipped=0)
     assert _row().postback == postback
     with pytest.raises(outbound.OutboxError) as refused:
         outbound.conversion_postbacks_resend(
@@ -752,6 +943,49 @@ def test_test_fire_says_only_refused(affiliate, url):
     assert OutboundPostbackDelivery.objects.get().error.startswith("refused: ")  # staff see why
 
 
+def test_test_fires_are_limited_per_affiliate_per_minute(affiliate, tracker, settings):
+    settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 3
+    postback = factories.AffiliatePostbackFactory(affiliate=affiliate, url=tracker.url + "/pb")
+    other = factories.AffiliatePostbackFactory(url=tracker.url + "/other")
+    minute = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    at = minute + timedelta(seconds=45)
+    for _ in range(3):
+        assert outbound.postback_test_fire(postback_id=postback.pk, now=at).result == "delivered"
+
+    with pytest.raises(outbound.FireRateLimited) as limited:
+        outbound.postback_test_fire(postback_id=postback.pk, now=at)
+
+    refused = limited.value
+    assert (refused.code, refused.http_status, refused.retry_after) == ("rate_limited", 429, 15)
+    assert tracker.paths == ["/pb"] * 3  # the refused fire made no call and logged nothing
+    assert OutboundPostbackDelivery.objects.filter(is_test=True).count() == 3
+    # Another affiliate has a budget of its own; the next minute starts afresh.
+    assert outbound.postback_test_fire(postback_id=other.pk, now=at).result == "delivered"
+    next_minute = minute + timedelta(minutes=1)
+    assert outbound.postback_test_fire(postback_id=postback.pk, now=next_minute).result == (
+        "delivered"
+    )
+
+
+def test_refused_targets_count_against_the_limit_like_any_other(affiliate, settings):
+    """A 429 must not tell which URLs we refuse: every fire counts, whatever its target."""
+    settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 2
+    refused = factories.AffiliatePostbackFactory(affiliate=affiliate, url="http://10.0.0.1/pb")
+    now = timezone.now()
+    for _ in range(2):
+        assert outbound.postback_test_fire(postback_id=refused.pk, now=now).result == "refused"
+    with pytest.raises(outbound.FireRateLimited):
+        outbound.postback_test_fire(postback_id=refused.pk, now=now)
+
+
+def test_without_redis_a_test_fire_is_not_limited(affiliate, tracker, settings, redis_down):
+    settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 1
+    postback = factories.AffiliatePostbackFactory(affiliate=affiliate, url=tracker.url + "/pb")
+    for _ in range(2):
+        fired = outbound.postback_test_fire(postback_id=postback.pk, now=timezone.now())
+        assert fired.result == "delivered"
+
+
 # --- tasks --------------------------------------------------------------------------------------
 
 
@@ -830,6 +1064,91 @@ def test_prune_task_queues_itself_again_when_more_is_left(db, monkeypatch):
     assert _queued("default") == [("conversions.prune_inbound_log", [])]
 
 
+def _settled_row(conversion, postback, *, state: str, days_ago: float) -> PostbackOutbox:
+    row = PostbackOutbox.objects.create(
+        conversion=conversion,
+        postback=postback,
+        conversion_status="approved",
+        resend_number=PostbackOutbox.objects.filter(conversion=conversion).count(),
+        state=state,
+        created_at=timezone.now() - timedelta(days=days_ago + 1),
+    )
+    PostbackOutbox.objects.filter(pk=row.pk).update(
+        updated_at=timezone.now() - timedelta(days=days_ago)
+    )
+    return row
+
+
+def test_prune_deletes_settled_outbox_rows_after_retention_and_keeps_their_attempts(
+    conversion, settings
+):
+    settings.OUTBOUND_OUTBOX_RETENTION_DAYS = 60
+    settings.OUTBOUND_DELIVERY_RETENTION_DAYS = 365
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    old = {
+        state: _settled_row(conversion, postback, state=state, days_ago=61)
+        for state in ("delivered", "failed", "cancelled")
+    }
+    waiting = _settled_row(conversion, postback, state="pending", days_ago=400)
+    recent = _settled_row(conversion, postback, state="delivered", days_ago=59)
+    attempt = OutboundPostbackDelivery.objects.create(
+        conversion=conversion,
+        outbox=old["delivered"],
+        postback=postback,
+        conversion_status="approved",
+        attempt=1,
+        url="https://tracker.example.net/pb",
+        succeeded=True,
+    )
+
+    assert tasks.prune_inbound_log.apply().get() == 3
+
+    assert sorted(PostbackOutbox.objects.values_list("pk", flat=True)) == sorted(
+        [waiting.pk, recent.pk]  # a pending row is never pruned: it is still to deliver
+    )
+    attempt.refresh_from_db()
+    assert (attempt.outbox_id, attempt.succeeded) == (None, True)  # the log keeps it
+    assert tasks.prune_inbound_log.apply().get() == 0  # twice: nothing more
+
+
+def test_prune_outbox_works_in_bounded_batches(conversion, settings):
+    settings.OUTBOUND_OUTBOX_RETENTION_DAYS = 30
+    postback = _postback(conversion, "https://tracker.example.net/pb")
+    for _ in range(5):
+        _settled_row(conversion, postback, state="delivered", days_ago=31)
+    assert outbound.logs_prune(now=timezone.now(), batch_size=2, max_batches=2) == (4, True)
+    assert outbound.logs_prune(now=timezone.now(), batch_size=2, max_batches=2) == (1, False)
+    assert PostbackOutbox.objects.count() == 0
+
+
+def test_prune_outbox_finds_its_rows_through_the_settled_index(db, settings):
+    """The SQL names the states exactly as the outbox_settled index's condition does, so the
+    planner can use that index instead of reading the whole outbox."""
+    assert sorted(SETTLED_OUTBOX_STATES) == ["cancelled", "delivered", "failed"]
+    select = outbound._PRUNE_OUTBOX_SQL.split("AS (", 1)[1].split("FOR UPDATE", 1)[0]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + select, [timezone.now(), 10])
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "outbox_settled" in plan, plan
+
+
+@pytest.mark.parametrize(("days", "fails"), [("29", True), ("30", False)])
+def test_outbox_retention_below_the_backfill_reach_is_refused_at_start(days, fails):
+    """A backfill or a resume reaches 30 days back and must find the rows written there."""
+    env = {**os.environ, "SECRET_KEY": "x", "OUTBOUND_OUTBOX_RETENTION_DAYS": days}
+    started = subprocess.run(
+        [sys.executable, "-c", "import config.settings.base"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (started.returncode != 0) is fails, started.stderr
+    assert ("OUTBOUND_OUTBOX_RETENTION_DAYS must be at least 30" in started.stderr) is fails
+
+
 def test_a_big_kick_is_one_run_over_what_is_due_not_a_message_of_ids(db):
     outbound._kick_now(list(range(1, outbound.KICK_MAX_IDS + 2)))
     outbound._kick_now([7, 8])
@@ -860,7 +1179,8 @@ def test_an_event_the_log_shows_delivered_gets_no_row(conversion):
 
 def test_a_success_already_on_record_closes_the_row(conversion, tracker, monkeypatch):
     """Another holder recorded the success while this one was calling: the second success
-    cannot go in the log (delivery_one_success), and the row ends delivered, not leased forever."""
+    cannot go in the log (delivery_one_success_per_row), and the row ends delivered, not leased
+    forever."""
     postback = _postback(conversion, tracker.url + "/pb")
     _write(conversion)
     [claim] = outbound.outbox_claim(now=timezone.now())
@@ -868,7 +1188,7 @@ def test_a_success_already_on_record_closes_the_row(conversion, tracker, monkeyp
 
     def raced(call):
         result = real_attempt(call)
-        _log(postback, conversion, succeeded=True, hours_ago=0)
+        _log(postback, conversion, succeeded=True, hours_ago=0, outbox_id=claim.outbox_id)
         return result
 
     monkeypatch.setattr(outbound, "_attempt", raced)

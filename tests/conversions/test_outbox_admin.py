@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -138,6 +139,35 @@ def test_test_fire_action_reports_refused_for_a_private_target(staff, affiliate)
     assert OutboundPostbackDelivery.objects.get().error == "refused: address_not_public"
 
 
+def test_test_fire_action_is_rate_limited_per_affiliate(staff, affiliate, settings):
+    settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 1
+    postbacks = [
+        factories.AffiliatePostbackFactory(affiliate=affiliate, url="http://10.0.0.1/pb")
+        for _ in range(2)
+    ]
+    response = _action(
+        staff,
+        "admin:partners_affiliatepostback_changelist",
+        "test_fire",
+        [p.pk for p in postbacks],
+    )
+    shown = _messages(response)
+    assert len(shown) == 2
+    assert sum(m.endswith(": refused, no answer (see the delivery log).") for m in shown) == 1
+    assert sum(": not fired, at most 1 test fires a minute; try again in " in m for m in shown) == 1
+    assert OutboundPostbackDelivery.objects.count() == 1
+
+
+def test_resume_is_shown_on_the_postback(staff, conversion, postback):
+    outbound.postback_pause(postback_id=postback.pk, reason="x", now=timezone.now())
+    _action(staff, "admin:partners_affiliatepostback_changelist", "resume", [postback.pk])
+    page = staff.get(reverse("admin:partners_affiliatepostback_change", args=[postback.pk]))
+    assert page.status_code == 200
+    postback.refresh_from_db()
+    assert postback.resumed_at is not None
+    assert "Resumed at" in page.content.decode()
+
+
 def test_backfill_action(staff, conversion, postback):
     response = _action(
         staff, "admin:partners_affiliatepostback_changelist", "backfill_7_days", [postback.pk]
@@ -201,7 +231,7 @@ def test_outbox_row_shows_its_attempts(staff, rows):
 def test_outbox_resend_and_cancel_actions(staff, rows):
     url_name = "admin:conversions_postbackoutbox_changelist"
     response = _action(staff, url_name, "resend", [rows.pk])
-    assert _messages(response) == ["Queued 1 row(s) again."]
+    assert _messages(response) == ["Queued 1 postback(s)."]
     rows.refresh_from_db()
     assert (rows.state, rows.attempts) == ("pending", 0)
 
@@ -211,20 +241,87 @@ def test_outbox_resend_and_cancel_actions(staff, rows):
     assert rows.state == "cancelled"
 
 
-def test_deliveries_resend_action_requeues_their_rows(rows, rf, monkeypatch):
+def test_outbox_resend_of_a_delivered_row_queues_a_new_event(staff, rows):
+    PostbackOutbox.objects.filter(pk=rows.pk).update(state="delivered")
+    response = _action(staff, "admin:conversions_postbackoutbox_changelist", "resend", [rows.pk])
+    assert _messages(response) == [
+        "Queued 1 postback(s), 1 of them delivered before (sent as a new event)."
+    ]
+    resend = PostbackOutbox.objects.get(resend_number=1)
+    assert (resend.state, resend.requested_by.username) == ("pending", "root")
+    page = staff.get(reverse("admin:conversions_postbackoutbox_change", args=[resend.pk]))
+    assert page.status_code == 200
+
+
+DELIVERIES = "admin:conversions_outboundpostbackdelivery_changelist"
+
+
+def test_deliveries_resend_action_in_the_delivery_log(staff, rows):
+    """The delivery log's own admin offers the resend: the undelivered row is requeued, a
+    delivered one goes out again as a new event, a test fire (no row) is left out."""
+    test_fire = OutboundPostbackDelivery.objects.create(
+        postback=rows.postback, is_test=True, conversion_status="approved", attempt=1, url="x"
+    )
+    changelist = staff.get(reverse(DELIVERIES))
+    assert "deliveries_resend" in changelist.content.decode()
+
+    response = _action(
+        staff, DELIVERIES, "deliveries_resend", [rows.attempts_log.get().pk, test_fire.pk]
+    )
+
+    assert _messages(response) == [
+        "Queued 1 postback(s). 1 attempt(s) without an outbox row (test fires, pruned) left out."
+    ]
+    rows.refresh_from_db()
+    assert (rows.state, rows.attempts) == ("pending", 0)
+
+    PostbackOutbox.objects.filter(pk=rows.pk).update(state="delivered")
+    response = _action(staff, DELIVERIES, "deliveries_resend", [rows.attempts_log.get().pk])
+    assert _messages(response) == [
+        "Queued 1 postback(s), 1 of them delivered before (sent as a new event)."
+    ]
+    assert PostbackOutbox.objects.get(resend_number=1).requested_by.username == "root"
+
+
+def test_deliveries_resend_needs_the_outbox_change_permission(rows):
+    """A staff member who may only read the delivery log may not resend from it."""
+    reader = User.objects.create_user(username="reader", password="reader-pw-12345", is_staff=True)
+    reader.user_permissions.add(
+        Permission.objects.get(codename="view_outboundpostbackdelivery"),
+        Permission.objects.get(codename="view_postbackoutbox"),
+    )
+    client = Client()
+    client.force_login(reader)
+    changelist = client.get(reverse(DELIVERIES))
+    assert changelist.status_code == 200
+    assert "deliveries_resend" not in changelist.content.decode()
+
+    response = client.post(
+        reverse(DELIVERIES),
+        {"action": "deliveries_resend", "_selected_action": [rows.attempts_log.get().pk]},
+    )
+    assert response.status_code in (200, 302)
+    rows.refresh_from_db()
+    assert rows.state == "failed"
+
+    reader.user_permissions.add(Permission.objects.get(codename="change_postbackoutbox"))
+    reader = User.objects.get(pk=reader.pk)  # permissions are cached per user object
+    client.force_login(reader)
+    assert "deliveries_resend" in client.get(reverse(DELIVERIES)).content.decode()
+
+
+def test_deliveries_resend_function_requeues_their_rows(rows, rf, monkeypatch):
     sent: list[str] = []
     model_admin = admin.site._registry[OutboundPostbackDelivery]
     monkeypatch.setattr(
         model_admin, "message_user", lambda request, message, *a, **k: sent.append(message)
     )
-    test_fire = OutboundPostbackDelivery.objects.create(
-        postback=rows.postback, is_test=True, conversion_status="approved", attempt=1, url="x"
-    )
-    deliveries_resend(model_admin, rf.post("/"), OutboundPostbackDelivery.objects.all())
+    request = rf.post("/")
+    request.user = User.objects.create_superuser(username="su", password="su-password-123")
+    deliveries_resend(model_admin, request, OutboundPostbackDelivery.objects.all())
     rows.refresh_from_db()
     assert rows.state == "pending"
-    assert sent == ["Queued 1 postback(s) again; 0 already delivered, left as they are."]
-    assert test_fire.outbox is None
+    assert sent == ["Queued 1 postback(s)."]
 
 
 def test_advertiser_users_cannot_reach_the_outbox(rows, advertiser):
@@ -236,11 +333,17 @@ def test_advertiser_users_cannot_reach_the_outbox(rows, advertiser):
     for url in (
         reverse("admin:conversions_postbackoutbox_changelist"),
         reverse("admin:conversions_postbackoutbox_change", args=[rows.pk]),
+        reverse(DELIVERIES),
     ):
         assert client.get(url).status_code == 403
     response = client.post(
         reverse("admin:conversions_postbackoutbox_changelist"),
         {"action": "resend", "_selected_action": [rows.pk]},
+    )
+    assert response.status_code == 403
+    response = client.post(
+        reverse(DELIVERIES),
+        {"action": "deliveries_resend", "_selected_action": [rows.attempts_log.get().pk]},
     )
     assert response.status_code == 403
     rows.refresh_from_db()

@@ -341,9 +341,83 @@ def test_a_secret_that_can_no_longer_be_decrypted(client, click, secret, setting
     _rejected(signed_get(client, secret, {"click_id": click.click_id}), "signing_not_configured")
 
 
-def test_the_old_secret_stops_working_after_rotation(client, click, secret):
-    advertiser_rotate_signing_secret(advertiser=click.offer.advertiser)
+def _click_like(click):
+    return factories.ClickFactory(offer=click.offer, affiliate=click.affiliate)
+
+
+def test_the_old_secret_keeps_working_for_the_overlap_then_stops(client, click, secret, settings):
+    assert settings.ADVERTISER_SIGNING_SECRET_OVERLAP_HOURS == 24
+    rotated_at = datetime.now(UTC)
+    new = advertiser_rotate_signing_secret(advertiser=click.offer.advertiser, now=rotated_at)
+    advertiser = Advertiser.objects.get(pk=click.offer.advertiser_id)
+    assert advertiser.previous_signing_secret_expires_at == rotated_at + timedelta(hours=24)
+    assert advertiser.previous_signing_secret_prefix == secret[:12]
+
+    # During the overlap: the old secret and the new one are both accepted.
+    for signing_with, each in ((secret, click), (new, _click_like(click))):
+        response = signed_get(client, signing_with, {"click_id": each.click_id})
+        assert response.json()["result"] == "accepted", response.content
+
+    # After it: only the new one.
+    later = rotated_at + timedelta(hours=24, seconds=1)
+    with time_machine.travel(later, tick=False):
+        response = signed_get(Client(), secret, {"click_id": _click_like(click).click_id})
+        assert response.json()["reason"] == "bad_signature"
+        response = signed_get(Client(), new, {"click_id": _click_like(click).click_id})
+        assert response.json()["result"] == "accepted"
+
+
+def test_with_no_overlap_the_old_secret_stops_at_once(client, click, secret):
+    advertiser_rotate_signing_secret(advertiser=click.offer.advertiser, overlap_hours=0)
     _rejected(signed_get(client, secret, {"click_id": click.click_id}), "bad_signature")
+
+
+def test_a_second_rotation_keeps_only_the_secret_it_replaced(client, click, secret):
+    second = advertiser_rotate_signing_secret(advertiser=click.offer.advertiser)
+    third = advertiser_rotate_signing_secret(advertiser=click.offer.advertiser)
+    _rejected(signed_get(client, secret, {"click_id": click.click_id}), "bad_signature")
+    InboundPostbackLog.objects.all().delete()
+    for signing_with in (second, third):
+        response = signed_get(client, signing_with, {"click_id": _click_like(click).click_id})
+        assert response.json()["result"] == "accepted"
+
+
+def test_either_secret_among_several_offered_signatures(click, secret):
+    """While the advertiser rolls the new secret out it may sign with both; each offered value is
+    compared with each valid secret's signature."""
+    new = advertiser_rotate_signing_secret(advertiser=click.offer.advertiser)
+    advertiser = Advertiser.objects.get(pk=click.offer.advertiser_id)
+    now = datetime.now(UTC)
+    ts = str(int(now.timestamp()))
+    query = f"click_id={click.click_id}"
+
+    def check(header: str) -> bool:
+        return advertiser_signature_check(
+            advertiser=advertiser,
+            method="GET",
+            path="/postback",
+            query_string=query,
+            headers={"x-opencpa-timestamp": ts, "x-opencpa-signature": header},
+            body=b"",
+            now=now,
+        )
+
+    by_old = _sign(secret, ts=int(ts), method="GET", path="/postback", query=query)
+    by_new = _sign(new, ts=int(ts), method="GET", path="/postback", query=query)
+    junk = "v1=" + "0" * 64
+    for header in (by_old, by_new, f"{junk},{by_old}", f"{by_new}, {by_old}", f"{junk},{by_new}"):
+        assert check(header) is True, header
+    with pytest.raises(SignatureRejected):
+        check(junk)
+
+
+def test_an_unreadable_previous_secret_does_not_break_the_current_one(client, click, secret):
+    new = advertiser_rotate_signing_secret(advertiser=click.offer.advertiser)
+    Advertiser.objects.filter(pk=click.offer.advertiser_id).update(
+        previous_signing_secret_encrypted="not-a-token"
+    )
+    response = signed_get(client, new, {"click_id": click.click_id})
+    assert response.json()["result"] == "accepted"
 
 
 def test_an_unsigned_postback_still_works_when_signing_is_optional(client, click, secret):
@@ -477,12 +551,59 @@ def own_client(advertiser) -> Client:
     return client
 
 
-def test_an_advertiser_user_cannot_rotate_secrets(advertiser, own_client):
-    """Advertisers is network-only in the admin: an advertiser user asks the network."""
+def test_an_advertiser_user_rotates_its_own_secret_and_sees_it_once(advertiser, own_client):
+    old = advertiser_rotate_signing_secret(advertiser=advertiser)
     response = own_client.post(
         reverse("admin:advertisers_advertiser_changelist"),
         {"action": "rotate_signing_secret", "_selected_action": [advertiser.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    advertiser.refresh_from_db()
+    plain = secret_decrypt(advertiser.signing_secret_encrypted)
+    [shown] = _messages(response)
+    assert plain in shown
+    assert "the previous one keeps working until " in shown
+    assert secret_decrypt(advertiser.previous_signing_secret_encrypted) == old
+    page = own_client.get(reverse("admin:advertisers_advertiser_change", args=[advertiser.pk]))
+    assert page.status_code == 200
+    assert plain not in page.content.decode()
+
+
+def test_an_advertiser_user_sees_only_its_own_advertiser_and_only_the_rotate_action(
+    advertiser, own_client
+):
+    other = factories.AdvertiserFactory(name="Someone Else")
+    changelist = own_client.get(reverse("admin:advertisers_advertiser_changelist"))
+    assert changelist.status_code == 200
+    assert [a.pk for a in changelist.context["cl"].result_list] == [advertiser.pk]
+    actions = [name for name, _ in changelist.context["action_form"].fields["action"].choices]
+    assert actions == ["", "rotate_signing_secret"]
+    other_page = own_client.get(reverse("admin:advertisers_advertiser_change", args=[other.pk]))
+    assert other_page.status_code == 302  # "doesn't exist" back to the index, nothing shown
+    assert "Someone Else" not in own_client.get(reverse("admin:index")).content.decode()
+
+
+def test_an_advertiser_user_cannot_rotate_another_advertisers_secret(advertiser, own_client):
+    other = factories.AdvertiserFactory(name="Someone Else")
+    own_client.post(
+        reverse("admin:advertisers_advertiser_changelist"),
+        {"action": "rotate_signing_secret", "_selected_action": [other.pk]},
+    )
+    other.refresh_from_db()
+    assert other.signing_secret_encrypted == ""
+
+
+def test_an_advertiser_user_cannot_change_its_advertiser_or_its_token(advertiser, own_client):
+    before = (advertiser.name, advertiser.scrub_window_days, advertiser.postback_token_hash)
+    url = reverse("admin:advertisers_advertiser_change", args=[advertiser.pk])
+    response = own_client.post(
+        url, {"name": "Renamed", "status": "active", "scrub_window_days": 365, "ip_allowlist": ""}
     )
     assert response.status_code == 403
+    response = own_client.post(
+        reverse("admin:advertisers_advertiser_changelist"),
+        {"action": "rotate_postback_token", "_selected_action": [advertiser.pk]},
+    )
     advertiser.refresh_from_db()
-    assert advertiser.signing_secret_encrypted == ""
+    assert (advertiser.name, advertiser.scrub_window_days, advertiser.postback_token_hash) == before

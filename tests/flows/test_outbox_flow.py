@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
-from apps.conversions import side_effects
+from apps.conversions import outbound, side_effects
 from apps.conversions.models import OutboundPostbackDelivery, PostbackOutbox
 from tests import factories
 from tests.workers import celery_worker_start, celery_worker_stop
@@ -175,3 +176,22 @@ def test_a_worker_killed_mid_call_is_replaced_and_the_event_arrives_once(tracker
     assert len(tracker.hits) == 2  # the call cut short by the kill, and the one that got through
     row.refresh_from_db()
     assert (row.state, row.attempts) == ("delivered", 2)
+
+
+def test_a_delivered_event_resent_on_request_arrives_once_more_and_only_once(tracker, workers):
+    """A resend someone asked for is a new event: the worker delivers it (a second success, on
+    its own row), and beat runs after that send nothing more."""
+    conversion, _ = _conversion_with_postback(tracker.url + "/pb?cid={click_id}")
+    workers(beat=True)
+    _wait_for(lambda: PostbackOutbox.objects.filter(state="delivered").exists())
+    [original] = PostbackOutbox.objects.all()
+
+    with transaction.atomic():  # the kick goes to the broker on commit, as from the admin
+        resent = outbound.outbox_resend(outbox_ids=[original.pk], now=timezone.now())
+    assert (resent.queued, resent.already_delivered) == (1, 1)
+    _wait_for(lambda: PostbackOutbox.objects.filter(resend_number=1, state="delivered").exists())
+    time.sleep(2)
+
+    assert tracker.hits == [f"/pb?cid={conversion.click_id}"] * 2
+    successes = OutboundPostbackDelivery.objects.filter(conversion=conversion, succeeded=True)
+    assert sorted(successes.values_list("outbox__resend_number", flat=True)) == [0, 1]
