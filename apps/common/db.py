@@ -25,9 +25,7 @@ def _insert_sql(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...
     return sql, fields
 
 
-def fetchone_prepared(
-    sql: str, params: Sequence[Any] | Mapping[str, Any]
-) -> tuple[Any, ...] | None:
+def fetchall_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """Run a fixed hot-path statement as a server-side prepared statement, in the current
     transaction: PostgreSQL plans it once per connection instead of on every call (planning a
     query with several subqueries costs more than running it). Django's own cursors bind
@@ -35,7 +33,15 @@ def fetchone_prepared(
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)  # type: ignore[call-overload]
-        return cursor.fetchone()
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+def fetchone_prepared(
+    sql: str, params: Sequence[Any] | Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """The first row of fetchall_prepared (the statement returns at most one)."""
+    rows = fetchall_prepared(sql, params)
+    return rows[0] if rows else None
 
 
 def insert_unless_conflict(obj: models.Model) -> bool:

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import redis
-from django.db import connection, transaction
+from django.db import transaction
 
 from apps.accounts.services import secret_matches
 from apps.advertisers.models import Advertiser
 from apps.advertisers.signing import SignatureRejected, advertiser_signature_check
-from apps.common.db import insert_unless_conflict
+from apps.common.db import fetchone_prepared, insert_unless_conflict
 from apps.common.errors import DomainError
 from apps.common.money import InvalidAmount, amount_parse
 from apps.common.net import ip_in_allowlist, ip_parse
@@ -343,9 +343,7 @@ def conversion_record(
 
     # One read answers both "this order again" (a retry) and "the goal already converted on this
     # click"; a concurrent retry that commits in between is caught by the constraints below.
-    with connection.cursor() as cursor:
-        cursor.execute(_SAME_GOAL_SQL, [order_id, click.click_id, goal.pk])
-        same_goal = cursor.fetchone()
+    same_goal = fetchone_prepared(_SAME_GOAL_SQL, [order_id, click.click_id, goal.pk])
     if same_goal is not None and same_goal[1]:
         return _repeat_postback(
             _conversion_get(same_goal[0]),

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from django.db import connection, transaction
 
+from apps.common.db import fetchone_prepared
 from apps.tracking import catalog, partitions
 from apps.tracking.buffer import click_pending_get
 from apps.tracking.click_ids import click_id_time
@@ -113,17 +114,22 @@ _CLICK_SELECT = f"SELECT id, {_COLUMN_LIST} FROM tracking_click WHERE click_id =
 _CLICK_FIELDS = ("id", *COLUMNS)
 
 
-def _click_fetch(click_id: str, created: datetime | None) -> Click | None:
-    """One row by id, in plain SQL (this is on every postback). The id carries its second, so
-    the time filter keeps the scan to one partition."""
-    sql = _CLICK_SELECT
-    params: list[Any] = [click_id]
-    if created is not None:
-        sql += " AND created_at >= %s AND created_at < %s"
-        params += [created, created + timedelta(seconds=1)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " LIMIT 1", params)
-        row = cursor.fetchone()
+def click_query(click_id: str) -> tuple[str, list[Any]]:
+    """The SQL and parameters of a lookup by id. The id carries its second, so the time filter
+    keeps the scan to one partition (pruned at execution: the statement is prepared)."""
+    created = click_id_time(click_id)
+    if created is None:
+        return _CLICK_SELECT + " LIMIT 1", [click_id]
+    return (
+        _CLICK_SELECT + " AND created_at >= %s AND created_at < %s LIMIT 1",
+        [click_id, created, created + timedelta(seconds=1)],
+    )
+
+
+def _click_fetch(click_id: str) -> Click | None:
+    """One row by id, in plain SQL and prepared: this is on every postback, and planning a query
+    over a day-partitioned table costs more than running it."""
+    row = fetchone_prepared(*click_query(click_id))
     return None if row is None else Click(**dict(zip(_CLICK_FIELDS, row, strict=True)))
 
 
@@ -131,9 +137,8 @@ def click_get(*, click_id: str) -> Click | None:
     """A click by id: from PostgreSQL (one partition: the id carries its second), or, before the
     drain has moved it, from the short-lived copy the buffer keeps in Redis. Its offer (with the
     advertiser) comes from the catalog, shared read-only."""
-    created = click_id_time(click_id)
-    click = _click_fetch(click_id, created)
-    if click is None and created is not None:
+    click = _click_fetch(click_id)
+    if click is None and click_id_time(click_id) is not None:
         click = _click_pending(click_id)
     if click is not None:
         offer = catalog.offer_with_advertiser(click.offer_id)

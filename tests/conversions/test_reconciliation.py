@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.commissions.models import AccrualQueue
 from apps.conversions import reconciliation
 from apps.conversions.models import (
     Conversion,
@@ -568,20 +569,19 @@ def test_apply_moves_statuses_through_the_status_service(advertiser, make, staff
     assert "apply_result" not in _rows(run, "amount_mismatch")[0]
 
 
-def test_apply_is_idempotent(advertiser, make, staff_user, django_capture_on_commit_callbacks):
+def test_apply_is_idempotent(advertiser, make, staff_user):
     conversion = make("o-1", "10.00", PENDING)
     run = _run(advertiser, "order_id,status\no-1,approved\n")
-    with django_capture_on_commit_callbacks() as side_effects:
-        first = reconciliation_apply(run_id=run.pk, user_id=staff_user.pk, now=NOW)
+    queued_before = AccrualQueue.objects.filter(conversion_id=conversion.pk).count()
+    first = reconciliation_apply(run_id=run.pk, user_id=staff_user.pk, now=NOW)
+    queued_after_first = AccrualQueue.objects.filter(conversion_id=conversion.pk).count()
     other_user = factories.UserFactory(is_staff=True)
 
-    with django_capture_on_commit_callbacks() as no_side_effects:
-        second = reconciliation_apply(
-            run_id=run.pk, user_id=other_user.pk, now=NOW + timedelta(days=1)
-        )
+    second = reconciliation_apply(run_id=run.pk, user_id=other_user.pk, now=NOW + timedelta(days=1))
 
-    # The status service's side effects (affiliate postbacks, ledger) follow the one move.
-    assert (len(side_effects), len(no_side_effects)) == (1, 0)
+    # The ledger hears of the one move (the accrual queue), and only of that one.
+    assert queued_after_first == queued_before + 1
+    assert AccrualQueue.objects.filter(conversion_id=conversion.pk).count() == queued_after_first
 
     assert (first.applied_now, first.changed) == (True, 1)
     assert (second.applied_now, second.changed, second.unchanged, second.refused) == (

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from apps.commissions.models import LedgerEntry
+from apps.commissions.models import AccrualQueue, LedgerEntry
 from apps.common.redis import redis_client
 from apps.conversions import services
 from apps.conversions.models import Conversion, InboundPostbackLog
@@ -150,24 +150,24 @@ def test_postback_process_logs_each_call(click):
     ) == [("accepted", "192.0.2.10", "POST"), ("duplicate", "192.0.2.10", "POST")]
 
 
-def test_side_effects_are_queued_on_commit_only_for_a_new_conversion(
+def test_a_new_conversion_is_queued_for_accrual_in_its_own_transaction(
     click, django_capture_on_commit_callbacks
 ):
-    """After commit, one message on the commissions queue (the real Redis broker); the affiliate
-    has no postback URL, so no outbox row and nothing on the postbacks queue. Nothing is done
-    in-line and a duplicate queues nothing."""
+    """The ledger hears of the conversion through the accrual queue the database fills in the
+    same transaction (a trigger), not through a message; the affiliate has no postback URL, so
+    nothing goes on the postbacks queue. Nothing is done in-line and a duplicate queues nothing."""
     redis = redis_client()
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        _record(click, order_id="O-1")
-    assert len(callbacks) >= 1
-    assert redis.llen("postbacks") == 0
-    assert redis.llen("commissions") == 1
-    assert LedgerEntry.objects.count() == 0  # the worker does that, not the request
+    with django_capture_on_commit_callbacks(execute=True):
+        conversion, created = _record(click, order_id="O-1")
+    assert created
+    assert (redis.llen("postbacks"), redis.llen("commissions")) == (0, 0)
+    assert list(AccrualQueue.objects.values_list("conversion_id", flat=True)) == [conversion.pk]
+    assert LedgerEntry.objects.count() == 0  # the beat job does that, not the request
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         _record(click, order_id="O-1")
     assert callbacks == []
-    assert (redis.llen("postbacks"), redis.llen("commissions")) == (0, 1)
+    assert AccrualQueue.objects.count() == 1
 
 
 # --- quality on the way in ------------------------------------------------------------------------

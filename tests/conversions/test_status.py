@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from apps.commissions.models import LedgerEntry
+from apps.commissions.models import AccrualQueue, LedgerEntry
 from apps.commissions.services import balance_for_affiliate, commission_accrue
 from apps.conversions import services
 from apps.conversions.models import Conversion, ConversionStatusChange, StatusChangeSource
@@ -590,24 +590,25 @@ def test_rejected_pending_conversion_never_touches_the_ledger(make, affiliate):
     assert balance_for_affiliate(affiliate_id=affiliate.pk) == {}
 
 
-def test_side_effects_are_queued_after_each_move(make, django_capture_on_commit_callbacks):
+def test_each_move_is_queued_for_the_ledger(make):
+    """A move reaches the accrual queue (a trigger, in the move's transaction); a no-op does not."""
     conversion = make(status=PENDING)
-    with django_capture_on_commit_callbacks() as callbacks:
-        conversion_status_change(
-            conversion_id=conversion.pk,
-            new_status=APPROVED,
-            source=StatusChangeSource.API,
-            now=T0,
-        )
-    assert len(callbacks) == 1
-    with django_capture_on_commit_callbacks() as callbacks:
-        conversion_status_change(
-            conversion_id=conversion.pk,
-            new_status=APPROVED,
-            source=StatusChangeSource.API,
-            now=T0,
-        )
-    assert callbacks == []  # a no-op tells no one
+    queued = AccrualQueue.objects.filter(conversion_id=conversion.pk)
+    before = queued.count()
+    conversion_status_change(
+        conversion_id=conversion.pk,
+        new_status=APPROVED,
+        source=StatusChangeSource.API,
+        now=T0,
+    )
+    assert queued.count() == before + 1
+    conversion_status_change(
+        conversion_id=conversion.pk,
+        new_status=APPROVED,
+        source=StatusChangeSource.API,
+        now=T0,
+    )
+    assert queued.count() == before + 1  # a no-op tells no one
 
 
 # --- a repeat postback may move a pending conversion ----------------------------------------------
