@@ -15,14 +15,13 @@ from django.db.models import QuerySet
 from apps.accounts.services import secret_hash
 from apps.advertisers.models import Advertiser
 from apps.conversions.models import Conversion, StatusChangeSource
-from apps.conversions.params import MAX_ID_LENGTH, postback_params_parse
+from apps.conversions.params import MAX_ID_LENGTH
 from apps.conversions.services import (
     InboundRequest,
     PostbackDecision,
     PostbackRejected,
     advertiser_authenticate,
-    postback_decide,
-    postback_log_write,
+    postback_handle,
     token_like,
 )
 from apps.conversions.status import StatusChangeRefused, conversion_reverse
@@ -124,17 +123,13 @@ def reversal_process(
     request: InboundRequest | None = None,
 ) -> PostbackDecision:
     """Handle one /postback/reversal call and write it to the inbound log, whatever happens."""
-    params = postback_params_parse(raw)
-    decision = postback_decide(
-        lambda: reversal_record(params=params, request_ip=request_ip, now=now, request=request)
-    )
-    postback_log_write(
-        params=params,
+    return postback_handle(
+        lambda params: reversal_record(
+            params=params, request_ip=request_ip, now=now, request=request
+        ),
         raw=raw,
         request_ip=request_ip,
         method=method,
         path=path,
-        decision=decision,
         request=request,
     )
-    return decision

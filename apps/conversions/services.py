@@ -445,25 +445,20 @@ def postback_decide(record: Callable[[], tuple[Conversion, bool]]) -> PostbackDe
     )
 
 
-def postback_process(
+def postback_handle(
+    record: Callable[[Mapping[str, str]], tuple[Conversion, bool]],
     *,
     raw: Mapping[str, str],
     request_ip: str | None,
     method: str,
     path: str,
-    now: datetime,
     request: InboundRequest | None = None,
-    via: ConversionMethod = ConversionMethod.POSTBACK,
 ) -> PostbackDecision:
-    """Handle one /postback call end to end and write it to the inbound log, whatever happens."""
+    """Parse a call, run its recording step (`record(params)`) and write the call to the inbound
+    log with the decision, whatever it is: one transaction, one commit for both."""
     params = postback_params_parse(raw)
-    # One transaction, one commit: the conversion (with its outbox rows) and its log row.
     with transaction.atomic():
-        decision = postback_decide(
-            lambda: conversion_record(
-                params=params, request_ip=request_ip, now=now, request=request, via=via
-            )
-        )
+        decision = postback_decide(lambda: record(params))
         postback_log_write(
             params=params,
             raw=raw,
@@ -474,6 +469,29 @@ def postback_process(
             request=request,
         )
     return decision
+
+
+def postback_process(
+    *,
+    raw: Mapping[str, str],
+    request_ip: str | None,
+    method: str,
+    path: str,
+    now: datetime,
+    request: InboundRequest | None = None,
+    via: ConversionMethod = ConversionMethod.POSTBACK,
+) -> PostbackDecision:
+    """Handle one /postback call end to end (pixels too: `via`)."""
+    return postback_handle(
+        lambda params: conversion_record(
+            params=params, request_ip=request_ip, now=now, request=request, via=via
+        ),
+        raw=raw,
+        request_ip=request_ip,
+        method=method,
+        path=path,
+        request=request,
+    )
 
 
 def postback_log_write(

@@ -348,7 +348,33 @@ class OfferCap(models.Model):
             raise ValidationError({"goal": "Only conversion caps can count one goal."})
 
 
-class CustomPayout(models.Model):
+class PayoutFields(models.Model):
+    """An affiliate payout that overrides the goal's: fixed, percent of the sale amount, or both
+    (apps.offers.pricing reads these three fields)."""
+
+    payout_type = models.CharField(
+        max_length=10, choices=PayoutType.choices, default=PayoutType.FIXED
+    )
+    payout = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="The fixed amount (fixed, both) or the percent of the sale amount (percent).",
+    )
+    payout_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
+        help_text="Payout type 'both': the percent of the sale amount added to the fixed payout.",
+    )
+
+    class Meta:
+        abstract = True
+
+
+class CustomPayout(PayoutFields):
     """The affiliate's own payout on an offer, overriding the goal's: for one goal or all, and
     for one country of the click or all. The most specific row wins (goal + country, goal,
     country, offer)."""
@@ -370,23 +396,6 @@ class CustomPayout(models.Model):
         blank=True,
         validators=[validate_country_code],
         help_text="The click's country; empty: any country.",
-    )
-    payout_type = models.CharField(
-        max_length=10, choices=PayoutType.choices, default=PayoutType.FIXED
-    )
-    payout = models.DecimalField(
-        max_digits=14,
-        decimal_places=4,
-        default=Decimal("0"),
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text="The fixed amount (fixed, both) or the percent of the sale amount (percent).",
-    )
-    payout_percent = models.DecimalField(
-        max_digits=7,
-        decimal_places=4,
-        default=Decimal("0"),
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
-        help_text="Payout type 'both': the percent of the sale amount added to the fixed payout.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -441,7 +450,7 @@ class CouponCode(models.Model):
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
 
-class PayoutTier(models.Model):
+class PayoutTier(PayoutFields):
     """A volume tier: once an affiliate has N approved conversions on the offer in one calendar
     month (the offer's time zone, like its caps), conversions from that moment to the end of the
     month earn this payout instead of their own, when it is higher.
@@ -474,23 +483,6 @@ class PayoutTier(models.Model):
         validators=[MinValueValidator(1)],
         help_text="N: reached by the affiliate's Nth approved conversion in a calendar month; "
         "that conversion and every later one in the month earn this payout.",
-    )
-    payout_type = models.CharField(
-        max_length=10, choices=PayoutType.choices, default=PayoutType.FIXED
-    )
-    payout = models.DecimalField(
-        max_digits=14,
-        decimal_places=4,
-        default=Decimal("0"),
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text="The fixed amount (fixed, both) or the percent of the sale amount (percent).",
-    )
-    payout_percent = models.DecimalField(
-        max_digits=7,
-        decimal_places=4,
-        default=Decimal("0"),
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
-        help_text="Payout type 'both': the percent of the sale amount added to the fixed payout.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
