@@ -162,10 +162,10 @@ class Offer(models.Model):
                 raise ValidationError({field: "A URL may not contain white space."})
 
 
-class Goal(models.Model):
-    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="goals")
-    code = models.SlugField(max_length=50, help_text="What the advertiser sends as `goal`.")
-    name = models.CharField(max_length=100)
+class PayoutFields(models.Model):
+    """The affiliate's payout: fixed, percent of the sale amount, or both. A goal's, and the
+    custom payouts and volume tiers that override it (apps.offers.pricing reads these)."""
+
     payout_type = models.CharField(
         max_length=10,
         choices=PayoutType.choices,
@@ -177,7 +177,8 @@ class Goal(models.Model):
         decimal_places=4,
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0"))],
-        help_text="Paid to the affiliate: the fixed amount (fixed, both) or the percent (percent).",
+        help_text="Paid to the affiliate: the fixed amount (fixed, both) or the percent of the "
+        "sale amount (percent).",
     )
     payout_percent = models.DecimalField(
         max_digits=7,
@@ -186,6 +187,15 @@ class Goal(models.Model):
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
         help_text="Payout type 'both': the percent of the sale amount added to the fixed payout.",
     )
+
+    class Meta:
+        abstract = True
+
+
+class Goal(PayoutFields):
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="goals")
+    code = models.SlugField(max_length=50, help_text="What the advertiser sends as `goal`.")
+    name = models.CharField(max_length=100)
     revenue_type = models.CharField(
         max_length=10,
         choices=PayoutType.choices,
@@ -346,32 +356,6 @@ class OfferCap(models.Model):
             raise ValidationError({"goal": "The goal must belong to this offer."})
         if self.metric != CapMetric.CONVERSIONS:
             raise ValidationError({"goal": "Only conversion caps can count one goal."})
-
-
-class PayoutFields(models.Model):
-    """An affiliate payout that overrides the goal's: fixed, percent of the sale amount, or both
-    (apps.offers.pricing reads these three fields)."""
-
-    payout_type = models.CharField(
-        max_length=10, choices=PayoutType.choices, default=PayoutType.FIXED
-    )
-    payout = models.DecimalField(
-        max_digits=14,
-        decimal_places=4,
-        default=Decimal("0"),
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text="The fixed amount (fixed, both) or the percent of the sale amount (percent).",
-    )
-    payout_percent = models.DecimalField(
-        max_digits=7,
-        decimal_places=4,
-        default=Decimal("0"),
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1000"))],
-        help_text="Payout type 'both': the percent of the sale amount added to the fixed payout.",
-    )
-
-    class Meta:
-        abstract = True
 
 
 class CustomPayout(PayoutFields):
