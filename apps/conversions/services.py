@@ -278,8 +278,16 @@ ORDER BY 2 DESC LIMIT 1
 """
 
 
-def _conversion_get(conversion_id: int) -> Conversion:
-    return Conversion.objects.select_related("offer").get(pk=conversion_id)
+def _same_goal(*, order_id: str, click_id: str, goal_id: int) -> tuple[Conversion | None, bool]:
+    """The conversion this order already made on the click and goal (a retry), and whether the
+    goal has any conversion on the click at all."""
+    row = fetchone_prepared(_SAME_GOAL_SQL, [order_id, click_id, goal_id])
+    if row is None:
+        return None, False
+    conversion_id, same_order = row
+    if not same_order:
+        return None, True
+    return Conversion.objects.select_related("offer").get(pk=conversion_id), True
 
 
 def _required_goal_check(*, goal: Goal, click_id: str) -> None:
@@ -343,15 +351,14 @@ def conversion_record(
 
     # One read answers both "this order again" (a retry) and "the goal already converted on this
     # click"; a concurrent retry that commits in between is caught by the constraints below.
-    same_goal = fetchone_prepared(_SAME_GOAL_SQL, [order_id, click.click_id, goal.pk])
-    if same_goal is not None and same_goal[1]:
+    existing, goal_converted = _same_goal(
+        order_id=order_id, click_id=click.click_id, goal_id=goal.pk
+    )
+    if existing is not None:
         return _repeat_postback(
-            _conversion_get(same_goal[0]),
-            sale_amount=sale_amount,
-            raw_status=params["status"],
-            now=now,
+            existing, sale_amount=sale_amount, raw_status=params["status"], now=now
         )
-    if click.click_id and same_goal is not None and not goal.is_repeatable:
+    if click.click_id and goal_converted and not goal.is_repeatable:
         raise PostbackRejected("goal_already_converted", http_status=409)
     _required_goal_check(goal=goal, click_id=click.click_id)
 
@@ -421,11 +428,7 @@ def conversion_record(
     # A concurrent retry of the same postback won the race (ON CONFLICT waited for it to commit):
     # answer with its conversion. None for this order id: another order took the goal's one
     # conversion.
-    existing = (
-        Conversion.objects.select_related("offer")
-        .filter(click_id=click.click_id, goal=goal, order_id=order_id)
-        .first()
-    )
+    existing, _ = _same_goal(order_id=order_id, click_id=click.click_id, goal_id=goal.pk)
     if existing is None:
         raise PostbackRejected("goal_already_converted", http_status=409)
     return _repeat_postback(existing, sale_amount=sale_amount, raw_status=params["status"], now=now)

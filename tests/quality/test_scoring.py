@@ -217,13 +217,12 @@ def test_ip_cluster_flags_the_first_of_a_repeat(goal):
     assert second.quality_reasons == [Reason.REPEAT_IP]
 
 
-def test_rescore_task_fans_out(goal, django_capture_on_commit_callbacks, settings):
+def test_rescore_task_fans_out(goal):
     from apps.quality import tasks
 
     _conversions(goal, n=5, sub1="inj", seconds=[2])
-    # Unit test of the task body: .apply() runs it here, and eager mode keeps any task it queues in
-    # this process too. The real worker runs the same job in tests/flows.
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Unit test of the task body: .apply() runs it here. The real worker runs the same job in
+    # tests/flows.
     tasks.rescore_offer.apply(args=[goal.offer_id])
     assert QualityNote.objects.count() == 5
     tasks.rescore_offer.apply(args=[999_999])  # a missing offer is dropped
