@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import datetime
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
@@ -62,3 +63,11 @@ class Advertiser(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def previous_signing_secret_valid_until(self, now: datetime) -> datetime | None:
+        """Until when the secret replaced by the last rotation still works; None once it no
+        longer does (or there is none)."""
+        expires_at = self.previous_signing_secret_expires_at
+        if not self.previous_signing_secret_encrypted or expires_at is None or expires_at <= now:
+            return None
+        return expires_at

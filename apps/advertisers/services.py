@@ -41,6 +41,7 @@ class SigningSecretRotated:
 
     secret: str
     previous_valid_until: datetime | None
+    advertiser: Advertiser
 
 
 @transaction.atomic
@@ -76,7 +77,9 @@ def advertiser_signing_secret_rotate(
     advertiser.signing_secret_prefix = plain[:12]
     advertiser.signing_secret_rotated_at = now
     advertiser.save(update_fields=_SECRET_FIELDS)
-    return SigningSecretRotated(secret=plain, previous_valid_until=previous_valid_until)
+    return SigningSecretRotated(
+        secret=plain, previous_valid_until=previous_valid_until, advertiser=advertiser
+    )
 
 
 def advertiser_rotate_signing_secret(

@@ -107,8 +107,7 @@ def advertiser_signature_check(
 def _previous_secret(advertiser: Advertiser, *, now: datetime) -> list[str]:
     """The secret replaced by the last rotation, while its overlap lasts; [] after that (or when
     it can no longer be decrypted: the current secret still works)."""
-    expires_at = advertiser.previous_signing_secret_expires_at
-    if not advertiser.previous_signing_secret_encrypted or expires_at is None or expires_at <= now:
+    if advertiser.previous_signing_secret_valid_until(now) is None:
         return []
     try:
         return [secret_decrypt(advertiser.previous_signing_secret_encrypted)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -40,8 +39,7 @@ class SigningSecretSerializer(serializers.ModelSerializer[Advertiser]):
         ]
 
     def _previous_valid_until(self, advertiser: Advertiser) -> datetime | None:
-        expires_at = advertiser.previous_signing_secret_expires_at
-        return expires_at if expires_at is not None and expires_at > timezone.now() else None
+        return advertiser.previous_signing_secret_valid_until(timezone.now())
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_previous_valid_until(self, advertiser: Advertiser) -> str | None:
@@ -97,9 +95,7 @@ class AdvertiserSigningSecret(APIView):
         rotated = advertiser_signing_secret_rotate(
             advertiser_id=advertiser_id_of(request),
             now=timezone.now(),
-            overlap_hours=body.validated_data.get(
-                "overlap_hours", settings.ADVERTISER_SIGNING_SECRET_OVERLAP_HOURS
-            ),
+            overlap_hours=body.validated_data.get("overlap_hours"),  # None: the network default
         )
-        answer = SigningSecretSerializer(self._advertiser(request)).data
+        answer = SigningSecretSerializer(rotated.advertiser).data
         return Response({**answer, "secret": rotated.secret}, status=201)

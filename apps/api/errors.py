@@ -22,6 +22,8 @@ class ApiError(exceptions.APIException):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # A rate-limited service says when to come back (FireRateLimited and the like).
+    retry_after = getattr(exc, "retry_after", None)
     # Map the non-DRF errors here, not in DRF's handler, so they get a `code` too.
     if isinstance(exc, DomainError):
         exc = ApiError(exc.code, exc.message, exc.http_status)
@@ -38,4 +40,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "error"
         response.data = {"code": code, "detail": str(exc.detail)}
+    if isinstance(retry_after, int):
+        response["Retry-After"] = str(retry_after)
     return response

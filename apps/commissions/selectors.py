@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from apps.commissions.models import LedgerEntry, Statement, TierReached
+from apps.commissions.models import AccrualQueue, LedgerEntry, Statement, TierReached
 from apps.commissions.sql import minor_units_sql
 
 _ZERO = Decimal("0")
@@ -70,9 +70,7 @@ def tier_reached_list_for_affiliate(
 
 def accrual_queue_length() -> int:
     """Conversion changes waiting for the accrual job (a conversion may be queued twice)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM commissions_accrualqueue")
-        return int(cursor.fetchone()[0])
+    return AccrualQueue.objects.count()
 
 
 def statement_entries(*, statement: Statement) -> QuerySet[LedgerEntry]:

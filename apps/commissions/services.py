@@ -53,6 +53,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.commissions.models import (
+    AccrualQueue,
     EntryKind,
     LedgerEntry,
     Statement,
@@ -165,13 +166,12 @@ referred AS (
            %(now)s, n.available_at, p.rate
     FROM credited n
     JOIN partners_affiliate a ON a.id = n.affiliate_id AND a.referrer_id IS NOT NULL
-    JOIN conversions_conversion c ON c.id = n.conversion_id
+    JOIN due d ON d.id = n.conversion_id
     CROSS JOIN LATERAL (
         SELECT COALESCE(a.referral_percent, %(referral_percent)s::numeric) AS rate
     ) p
     CROSS JOIN LATERAL (SELECT round(n.amount * p.rate / 100, {scale}) AS amount) x
-    WHERE a.referrer_id <> a.id
-      AND c.created_at < COALESCE(
+    WHERE d.created_at < COALESCE(
           a.referral_ends_at,
           a.created_at + make_interval(days => %(referral_days)s::integer),
           'infinity'::timestamptz)
@@ -354,10 +354,7 @@ def commission_accrue_queued(
             written += _accrue_batch(cursor, _IDS, {**params, "ids": ids})
         conversions += len(ids)
         batches += 1
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM commissions_accrualqueue)")
-        more = bool(cursor.fetchone()[0])
-    return QueueRun(written, conversions, batches, drained=not more)
+    return QueueRun(written, conversions, batches, drained=not AccrualQueue.objects.exists())
 
 
 def balance_for_affiliate(*, affiliate_id: int) -> dict[str, Decimal]:

@@ -51,7 +51,7 @@ from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
-from apps.common.db import fetchall_prepared
+from apps.common.db import fetchall_prepared, insert_unless_conflict
 from apps.common.errors import DomainError
 from apps.common.money import money_round
 from apps.common.redis import redis_client
@@ -542,6 +542,7 @@ def postbacks_pause_failing(*, now: datetime) -> list[int]:
             postback__paused_at__isnull=True,
         )
         .values_list("postback_id", "postback__resumed_at")
+        .order_by()  # the model's ordering (-id) would make DISTINCT per row
         .distinct()
     )
     paused = []
@@ -688,17 +689,11 @@ def outbox_resend(
                 )
             )
     _requeue(requeue, now=now)
-    created = []
-    for resend in resends:
-        try:
-            with transaction.atomic():
-                resend.save(force_insert=True)
-        except IntegrityError:
-            continue  # outbox_one_per_event: a request running alongside made this very resend
-        created.append(resend.pk)
+    # A conflict (outbox_one_per_event): a request running alongside made this very resend.
+    created = [resend.pk for resend in resends if insert_unless_conflict(resend)]
     outbox_kick(created)
     return Resend(
-        queued=len(requeue) + len(resends), already_delivered=len(resends), skipped=skipped
+        queued=len(requeue) + len(created), already_delivered=len(created), skipped=skipped
     )
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.commissions.periods import local_midnight
 from apps.commissions.services import commission_accrue, commission_accrue_queued
 
 
@@ -38,15 +39,11 @@ class Command(BaseCommand):
             if start and end and start > end:
                 raise CommandError("--date-from is after --date-to")
             written = commission_accrue(
-                created_from=_midnight(start) if start else None,
-                created_to=_midnight(end + dt.timedelta(days=1)) if end else None,
+                created_from=local_midnight(start, "UTC") if start else None,
+                created_to=local_midnight(end + dt.timedelta(days=1), "UTC") if end else None,
             )
         elif options["full"]:
             written = commission_accrue()
         else:
             written = commission_accrue_queued().written
         self.stdout.write(f"ledger entries written: {written}")
-
-
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
