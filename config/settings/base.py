@@ -91,6 +91,19 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["OPTIONS"] = {
+    **DATABASES["default"].get("OPTIONS", {}),
+    # Django turns psycopg's prepared statements off (prepare_threshold=None), which also voids
+    # an explicit execute(prepare=True): the hot-path statements of apps.common.db were parsed and
+    # planned on every call. A threshold no query reaches prepares those and nothing else (the
+    # ORM's client-side cursors never prepare).
+    "prepare_threshold": 2**31 - 1,
+    # PostgreSQL re-plans a prepared statement on every call while it guesses a custom plan is
+    # cheaper, which it does for the quality history query: half a postback's database time went
+    # to planning. The hot-path statements are written for their generic plans (partitions pruned
+    # at execution). Only server-prepared statements and PL/pgSQL use the plan cache.
+    "options": "-c plan_cache_mode=force_generic_plan",
+}
 if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise ImproperlyConfigured("OpenCPA runs on PostgreSQL only (DATABASE_URL=postgres://...)")
 
