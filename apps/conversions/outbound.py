@@ -35,7 +35,9 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -48,6 +50,7 @@ import redis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
@@ -86,14 +89,13 @@ RESUME_MAX_DAYS = 30
 PAUSED_NOTE = "paused: "
 RESPONSE_BODY_MAX = 1024
 
-# Which postbacks fire on which status (keyed by the plain value: a TextChoices member does not
-# hash like its string).
-_STATUS_OPTION = {
-    ConversionStatus.APPROVED.value: Q(),
-    ConversionStatus.PENDING.value: Q(fire_on_pending=True),
-    ConversionStatus.REJECTED.value: Q(fire_on_reversal=True),
-    ConversionStatus.REVERSED.value: Q(fire_on_reversal=True),
-}
+# The statuses affiliates may hear about (which ones each postback fires on: _COVERING_SQL).
+_ANNOUNCED_STATUSES = (
+    ConversionStatus.APPROVED.value,
+    ConversionStatus.PENDING.value,
+    ConversionStatus.REJECTED.value,
+    ConversionStatus.REVERSED.value,
+)
 
 
 class OutboxError(DomainError):
@@ -116,26 +118,33 @@ class FireRateLimited(OutboxError):
 # --- who hears about what -------------------------------------------------------------------------
 
 
-def _scope(*, offer_id: int, goal_id: int) -> Q:
-    return (
-        Q(offer__isnull=True)
-        | Q(offer_id=offer_id, goal__isnull=True)
-        | Q(offer_id=offer_id, goal_id=goal_id)
-    )
+# The one definition of which postbacks hear about a conversion (affiliate, offer, goal, status
+# as %s parameters, in that order): the affiliate's active postbacks whose scope (all offers, the
+# offer, the offer's goal) covers it and that fire on its status: approved always, pending and
+# rejected/reversed when asked for. Paused postbacks are included: their rows are written held
+# back, for the resume. Plain SQL so that the outbox write needs no query of its own.
+_COVERING_SQL = """
+SELECT p.id FROM partners_affiliatepostback p
+WHERE p.affiliate_id = %s AND p.is_active
+  AND (p.offer_id IS NULL OR (p.offer_id = %s AND (p.goal_id IS NULL OR p.goal_id = %s)))
+  AND CASE %s::text
+        WHEN 'approved' THEN true
+        WHEN 'pending' THEN p.fire_on_pending
+        WHEN 'rejected' THEN p.fire_on_reversal
+        WHEN 'reversed' THEN p.fire_on_reversal
+        ELSE false END
+"""
+
+
+def _covering_params(conversion: Conversion) -> list[object]:
+    return [conversion.affiliate_id, conversion.offer_id, conversion.goal_id, conversion.status]
 
 
 def postbacks_for_conversion(conversion: Conversion) -> QuerySet[AffiliatePostback]:
-    """The affiliate's active postbacks whose scope (all, offer, goal) covers this conversion and
-    that fire on its status: approved always, pending and rejected/reversed when asked for.
-    Paused postbacks are included: their rows are written held back, for the resume."""
-    option = _STATUS_OPTION.get(conversion.status)
-    if option is None:
-        return AffiliatePostback.objects.none()
+    """The affiliate's postbacks that want to hear about this conversion (_COVERING_SQL)."""
     return AffiliatePostback.objects.filter(
-        _scope(offer_id=conversion.offer_id, goal_id=conversion.goal_id),
-        option,
-        affiliate_id=conversion.affiliate_id,
-        is_active=True,
+        # Fixed SQL; the values travel as parameters.
+        pk__in=RawSQL(_COVERING_SQL, _covering_params(conversion))  # noqa: S611
     )
 
 
@@ -255,11 +264,43 @@ def _outbox_insert(
     return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
 
 
+# The conversion path: one statement finds the covering postbacks and writes their rows.
+_WRITE_SQL = f"""
+WITH event AS (SELECT %s::bigint AS c, %s::text AS s, %s::timestamptz AS now)
+INSERT INTO conversions_postbackoutbox
+    (conversion_id, postback_id, conversion_status, resend_number, state, attempts,
+     next_attempt_at, last_error, created_at, updated_at)
+SELECT event.c, p.id, event.s, 0,
+       CASE WHEN p.paused_at IS NULL THEN %s ELSE %s END, 0,
+       CASE WHEN p.paused_at IS NULL THEN event.now END,
+       CASE WHEN p.paused_at IS NULL THEN '' ELSE %s END, event.now, event.now
+FROM event, partners_affiliatepostback p
+WHERE p.id IN ({_COVERING_SQL})
+  AND NOT EXISTS (
+    SELECT 1 FROM conversions_outboundpostbackdelivery d
+    WHERE d.conversion_id = event.c AND d.postback_id = p.id AND d.conversion_status = event.s
+      AND d.succeeded)
+ON CONFLICT (conversion_id, postback_id, conversion_status, resend_number) DO NOTHING
+RETURNING id, state
+"""  # noqa: S608 - no part of it comes from a request
+
+
 def outbox_write(*, conversion: Conversion, now: datetime) -> list[int]:
-    """Call inside the transaction that recorded the conversion or changed its status. Returns
+    """Call inside the transaction that recorded the conversion or changed its status: one row
+    per postback covering it, held back (cancelled, PAUSED_NOTE) for a paused postback. An
+    event the delivery log already shows delivered is left out; a replay adds nothing. Returns
     the ids of the rows now waiting to be delivered (kick them after commit)."""
-    postbacks = postbacks_for_conversion(conversion)
-    return _outbox_insert([(conversion.pk, pb, conversion.status) for pb in postbacks], now=now)
+    params = [
+        conversion.pk,
+        conversion.status,
+        now,
+        OutboxState.PENDING.value,
+        OutboxState.CANCELLED.value,
+        PAUSED_NOTE,
+        *_covering_params(conversion),
+    ]
+    inserted = fetchall_prepared(_WRITE_SQL, params)  # on every conversion: planned once
+    return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
 
 
 def outbox_kick(outbox_ids: Iterable[int]) -> None:
@@ -267,7 +308,41 @@ def outbox_kick(outbox_ids: Iterable[int]) -> None:
     anything a broker outage kept from being sent here."""
     ids = list(outbox_ids)
     if ids:
-        transaction.on_commit(lambda: _kick_now(ids))
+        transaction.on_commit(lambda: _kicks.add(ids))
+
+
+class _KickBatcher:
+    """Rows committed by this process within OUTBOUND_KICK_WINDOW_SECONDS go to the workers in
+    one message, sent by a timer thread when the window closes (at most one timer at a time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: list[int] = []
+        self._timer: threading.Timer | None = None
+        self._pid = os.getpid()
+
+    def add(self, ids: list[int]) -> None:
+        window = settings.OUTBOUND_KICK_WINDOW_SECONDS
+        if window <= 0:
+            _kick_now(ids)
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's timer is not running here
+                self._pid, self._ids, self._timer = os.getpid(), [], None
+            self._ids.extend(ids)
+            if self._timer is None:
+                self._timer = threading.Timer(window, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            ids, self._ids, self._timer = self._ids, [], None
+        if ids:
+            _kick_now(ids)
+
+
+_kicks = _KickBatcher()
 
 
 def _kick_now(outbox_ids: list[int]) -> None:
@@ -738,7 +813,7 @@ def postback_backfill(*, postback_id: int, now: datetime, days: int = BACKFILL_D
         raise OutboxError("postback_not_active", http_status=409)
     if postback.paused_at is not None:
         raise OutboxError("postback_paused", http_status=409, message="resume it first")
-    statuses = [status for status in _STATUS_OPTION if _option_holds(postback, status)]
+    statuses = [status for status in _ANNOUNCED_STATUSES if _option_holds(postback, status)]
     conversions = Conversion.objects.filter(
         affiliate_id=postback.affiliate_id,
         created_at__gte=now - timedelta(days=days),

@@ -256,6 +256,11 @@ OUTBOUND_POSTBACK_BACKOFF_SECONDS = [
         default=["5", "300", "1800", "7200", "18000", "36000", "36000"],
     )
 ]
+# New outbox rows are handed to the workers in one message per web process and this window
+# (first attempt "immediately": within it), not one message per conversion: a Celery publish cost
+# more CPU than the rest of a postback's Python. 0 sends each at once. Rows a lost message leaves
+# behind are delivered by the beat job (OUTBOUND_POSTBACK_POLL_SECONDS).
+OUTBOUND_KICK_WINDOW_SECONDS = env.float("OUTBOUND_KICK_WINDOW_SECONDS", default=0.1)
 # A postback URL whose deliveries all failed for this long is paused; the affiliate is told.
 OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS = env.int("OUTBOUND_POSTBACK_PAUSE_AFTER_HOURS", default=72)
 # Delivery attempt log retention.

@@ -18,3 +18,6 @@ REDIS_URL = env("TEST_REDIS_URL", default=_redis_db(REDIS_URL, 15))
 CELERY_BROKER_URL = REDIS_URL
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user fixtures
 TRACKING_BASE_URL = "http://testserver"
+# Each commit's outbox rows are queued at once, so tests see the message right after the commit
+# (the window itself: tests/conversions/test_outbox.py).
+OUTBOUND_KICK_WINDOW_SECONDS = 0.0

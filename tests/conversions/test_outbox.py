@@ -1196,3 +1196,35 @@ def test_a_success_already_on_record_closes_the_row(conversion, tracker, monkeyp
     row = _row()
     assert (row.state, row.next_attempt_at) == ("delivered", None)
     assert OutboundPostbackDelivery.objects.filter(succeeded=True).count() == 1
+
+
+def test_rows_committed_within_the_window_go_out_in_one_message(db, settings):
+    """Under load each web process sends one delivery message per OUTBOUND_KICK_WINDOW_SECONDS,
+    not one per conversion; the first rows wait no longer than the window."""
+    settings.OUTBOUND_KICK_WINDOW_SECONDS = 0.3
+    kicks = outbound._KickBatcher()
+    started = time.monotonic()
+    kicks.add([1, 2])
+    kicks.add([3])
+    assert _queued("postbacks") == []  # the window is still open
+    deadline = started + 5
+    while not _queued("postbacks") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert time.monotonic() - started >= 0.3
+    assert _queued("postbacks") == [("conversions.deliver_outbox", [[1, 2, 3]])]
+    kicks.add([4])  # a new window, a new message
+    kicks.flush()
+    assert _queued("postbacks") == [
+        ("conversions.deliver_outbox", [[1, 2, 3]]),
+        ("conversions.deliver_outbox", [[4]]),
+    ]
+
+
+def test_a_forked_child_does_not_wait_for_its_parents_timer(db, settings, monkeypatch):
+    settings.OUTBOUND_KICK_WINDOW_SECONDS = 60
+    kicks = outbound._KickBatcher()
+    kicks.add([1])  # the parent's timer is running (for a minute)
+    monkeypatch.setattr(outbound.os, "getpid", lambda: -1)  # as seen from a forked worker
+    kicks.add([2])
+    kicks.flush()
+    assert _queued("postbacks") == [("conversions.deliver_outbox", [[2]])]
