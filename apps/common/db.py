@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -16,11 +17,10 @@ def _insert_sql(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...
     fields = tuple(field for field in meta.concrete_fields if not field.primary_key)
     columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    pk_column = connection.ops.quote_name(str(meta.pk.column))  # type: ignore[union-attr]
     # Table and column names come from the model, never from a request.
     sql = (
         f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
-        f"VALUES ({placeholders}) ON CONFLICT DO NOTHING RETURNING {pk_column}"
+        f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
     )
     return sql, fields
 
@@ -44,17 +44,82 @@ def fetchone_prepared(
     return rows[0] if rows else None
 
 
+def _insert_values(obj: models.Model, fields: Sequence[models.Field]) -> list[Any]:
+    """Each field's value as Model.save() prepares it (defaults, auto_now, JSON, inet)."""
+    return [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
+
+
+def _inserted(obj: models.Model, pk: object) -> None:
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
 def insert_unless_conflict(obj: models.Model) -> bool:
     """INSERT the new object, or nothing when a unique constraint already holds its twin.
 
     Values are prepared by each field as Model.save() prepares them (defaults, auto_now, JSON,
     inet); no signals are sent. Returns True and sets the primary key when the row went in."""
     sql, fields = _insert_sql(type(obj))
-    values = [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
-    row = fetchone_prepared(sql, values)
+    row = fetchone_prepared(f"{sql} RETURNING {_pk_column(obj)}", _insert_values(obj, fields))
     if row is None:
         return False
-    obj.pk = row[0]
-    obj._state.adding = False
-    obj._state.db = connection.alias
+    _inserted(obj, row[0])
     return True
+
+
+@dataclass(frozen=True)
+class Follower:
+    """A statement that writes rows for a row just inserted, in the same statement: `sql`
+    selects from the CTE `new` (the inserted row, all its columns) and runs only when the row
+    went in. `result`, if any, is an SQL expression over the follower's own CTE (named by `{}`)
+    whose value insert_with_followers returns."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    result: str | None = None
+
+
+def follower_insert(obj: models.Model, *, link: str) -> Follower:
+    """Insert `obj` with its foreign key `link` pointing at the new row; the result is the
+    primary key `obj` got (None if a unique constraint already held its twin)."""
+    insert, fields = _insert_sql(type(obj))
+    linked = obj._meta.get_field(link)
+    values = ", ".join("new.id" if field is linked else "%s" for field in fields)
+    params = tuple(
+        value
+        for field, value in zip(fields, _insert_values(obj, fields), strict=True)
+        if field is not linked
+    )
+    # Table and column names come from the model, never from a request.
+    into, pk = insert[: insert.index(" VALUES (")], _pk_column(obj)
+    sql = f"{into} SELECT {values} FROM new ON CONFLICT DO NOTHING RETURNING {pk}"  # noqa: S608
+    return Follower(sql, params, result=f"(SELECT {pk} FROM {{}})")  # noqa: S608
+
+
+def insert_with_followers(obj: models.Model, followers: Sequence[Follower]) -> list[Any] | None:
+    """INSERT the new object unless a unique constraint already holds its twin (as
+    insert_unless_conflict), and with it, in one statement (one round trip, atomic on its own),
+    the followers' rows. Returns the followers' results in order, or None (and nothing written)
+    when the object was already there."""
+    insert, fields = _insert_sql(type(obj))
+    parts = [f"WITH new AS ({insert} RETURNING *)"]
+    params: list[Any] = _insert_values(obj, fields)
+    results = []
+    for number, follower in enumerate(followers):
+        parts.append(f", follower{number} AS ({follower.sql})")
+        params.extend(follower.params)
+        if follower.result is not None:
+            results.append(follower.result.format(f"follower{number}"))
+    # Every part is SQL written in this code base (models, followers), never from a request.
+    selected = "".join(", " + result for result in results)
+    parts.append(f"SELECT new.{_pk_column(obj)}{selected} FROM new")  # noqa: S608
+    row = fetchone_prepared("\n".join(parts), params)
+    if row is None:
+        return None
+    _inserted(obj, row[0])
+    return list(row[1:])
+
+
+def _pk_column(obj: models.Model) -> str:
+    return connection.ops.quote_name(str(obj._meta.pk.column))  # type: ignore[union-attr]

@@ -54,7 +54,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
-from apps.common.db import fetchall_prepared, insert_unless_conflict
+from apps.common.db import Follower, fetchall_prepared, insert_unless_conflict
 from apps.common.errors import DomainError
 from apps.common.money import money_round
 from apps.common.redis import redis_client
@@ -118,34 +118,33 @@ class FireRateLimited(OutboxError):
 # --- who hears about what -------------------------------------------------------------------------
 
 
-# The one definition of which postbacks hear about a conversion (affiliate, offer, goal, status
-# as %s parameters, in that order): the affiliate's active postbacks whose scope (all offers, the
-# offer, the offer's goal) covers it and that fire on its status: approved always, pending and
-# rejected/reversed when asked for. Paused postbacks are included: their rows are written held
-# back, for the resume. Plain SQL so that the outbox write needs no query of its own.
-_COVERING_SQL = """
-SELECT p.id FROM partners_affiliatepostback p
-WHERE p.affiliate_id = %s AND p.is_active
-  AND (p.offer_id IS NULL OR (p.offer_id = %s AND (p.goal_id IS NULL OR p.goal_id = %s)))
-  AND CASE %s::text
+def _covering(*, affiliate: str, offer: str, goal: str, status: str) -> str:
+    """The one definition of which postbacks (alias p) hear about a conversion, given SQL
+    expressions for its affiliate, offer, goal and status: the affiliate's active postbacks whose
+    scope (all offers, the offer, the offer's goal) covers it and that fire on its status:
+    approved always, pending and rejected/reversed when asked for. Paused postbacks are
+    included: their rows are written held back, for the resume. SQL, so that the outbox write
+    needs no query of its own."""
+    return f"""p.affiliate_id = {affiliate} AND p.is_active
+  AND (p.offer_id IS NULL OR (p.offer_id = {offer} AND (p.goal_id IS NULL OR p.goal_id = {goal})))
+  AND CASE {status}
         WHEN 'approved' THEN true
         WHEN 'pending' THEN p.fire_on_pending
         WHEN 'rejected' THEN p.fire_on_reversal
         WHEN 'reversed' THEN p.fire_on_reversal
-        ELSE false END
-"""
+        ELSE false END"""
 
 
-def _covering_params(conversion: Conversion) -> list[object]:
-    return [conversion.affiliate_id, conversion.offer_id, conversion.goal_id, conversion.status]
+_COVERING_SQL = "SELECT p.id FROM partners_affiliatepostback p WHERE " + _covering(  # noqa: S608
+    affiliate="%s", offer="%s", goal="%s", status="%s::text"
+)
 
 
 def postbacks_for_conversion(conversion: Conversion) -> QuerySet[AffiliatePostback]:
-    """The affiliate's postbacks that want to hear about this conversion (_COVERING_SQL)."""
-    return AffiliatePostback.objects.filter(
-        # Fixed SQL; the values travel as parameters.
-        pk__in=RawSQL(_COVERING_SQL, _covering_params(conversion))  # noqa: S611
-    )
+    """The affiliate's postbacks that want to hear about this conversion (_covering)."""
+    params = [conversion.affiliate_id, conversion.offer_id, conversion.goal_id, conversion.status]
+    # Fixed SQL; the values travel as parameters.
+    return AffiliatePostback.objects.filter(pk__in=RawSQL(_COVERING_SQL, params))  # noqa: S611
 
 
 def _postback_covers(postback: AffiliatePostback, conversion: Conversion) -> bool:
@@ -264,42 +263,57 @@ def _outbox_insert(
     return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
 
 
-# The conversion path: one statement finds the covering postbacks and writes their rows.
-_WRITE_SQL = f"""
-WITH event AS (SELECT %s::bigint AS c, %s::text AS s, %s::timestamptz AS now)
+# One row per postback covering the conversion(s) in `new` (id, affiliate_id, offer_id, goal_id,
+# status), held back (cancelled, PAUSED_NOTE) for a paused postback. An event the delivery log
+# already shows delivered is left out; a replay adds nothing.
+_ROWS_FOR_NEW_SQL = f"""
 INSERT INTO conversions_postbackoutbox
     (conversion_id, postback_id, conversion_status, resend_number, state, attempts,
      next_attempt_at, last_error, created_at, updated_at)
-SELECT event.c, p.id, event.s, 0,
+SELECT new.id, p.id, new.status, 0,
        CASE WHEN p.paused_at IS NULL THEN %s ELSE %s END, 0,
-       CASE WHEN p.paused_at IS NULL THEN event.now END,
-       CASE WHEN p.paused_at IS NULL THEN '' ELSE %s END, event.now, event.now
-FROM event, partners_affiliatepostback p
-WHERE p.id IN ({_COVERING_SQL})
+       CASE WHEN p.paused_at IS NULL THEN %s::timestamptz END,
+       CASE WHEN p.paused_at IS NULL THEN '' ELSE %s END, %s, %s
+FROM new, partners_affiliatepostback p
+WHERE {
+    _covering(
+        affiliate="new.affiliate_id", offer="new.offer_id", goal="new.goal_id", status="new.status"
+    )
+}
   AND NOT EXISTS (
     SELECT 1 FROM conversions_outboundpostbackdelivery d
-    WHERE d.conversion_id = event.c AND d.postback_id = p.id AND d.conversion_status = event.s
+    WHERE d.conversion_id = new.id AND d.postback_id = p.id AND d.conversion_status = new.status
       AND d.succeeded)
 ON CONFLICT (conversion_id, postback_id, conversion_status, resend_number) DO NOTHING
 RETURNING id, state
 """  # noqa: S608 - no part of it comes from a request
+_WRITE_SQL = f"""
+WITH new AS (
+    SELECT id, affiliate_id, offer_id, goal_id, status FROM conversions_conversion WHERE id = %s)
+{_ROWS_FOR_NEW_SQL}"""  # noqa: S608 - no part of it comes from a request
+
+
+def _rows_params(now: datetime) -> tuple[object, ...]:
+    pending, cancelled = OutboxState.PENDING.value, OutboxState.CANCELLED.value
+    return (pending, cancelled, now, PAUSED_NOTE, now, now)
+
+
+def outbox_follower(*, now: datetime) -> Follower:
+    """The outbox rows of a conversion being inserted, written by its INSERT
+    (apps.common.db.insert_with_followers); its result: the ids of the rows to deliver."""
+    pending = OutboxState.PENDING.value
+    return Follower(
+        _ROWS_FOR_NEW_SQL,
+        _rows_params(now),
+        result=f"ARRAY(SELECT id FROM {{}} WHERE state = '{pending}' ORDER BY id)",  # noqa: S608
+    )
 
 
 def outbox_write(*, conversion: Conversion, now: datetime) -> list[int]:
-    """Call inside the transaction that recorded the conversion or changed its status: one row
-    per postback covering it, held back (cancelled, PAUSED_NOTE) for a paused postback. An
-    event the delivery log already shows delivered is left out; a replay adds nothing. Returns
-    the ids of the rows now waiting to be delivered (kick them after commit)."""
-    params = [
-        conversion.pk,
-        conversion.status,
-        now,
-        OutboxState.PENDING.value,
-        OutboxState.CANCELLED.value,
-        PAUSED_NOTE,
-        *_covering_params(conversion),
-    ]
-    inserted = fetchall_prepared(_WRITE_SQL, params)  # on every conversion: planned once
+    """Call inside the transaction that recorded the conversion or changed its status (the
+    rows are for its status in the database). Returns the ids of the rows now waiting to be
+    delivered (kick them after commit)."""
+    inserted = fetchall_prepared(_WRITE_SQL, [conversion.pk, *_rows_params(now)])
     return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
 
 

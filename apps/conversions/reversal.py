@@ -124,7 +124,7 @@ def reversal_process(
 ) -> PostbackDecision:
     """Handle one /postback/reversal call and write it to the inbound log, whatever happens."""
     return postback_handle(
-        lambda params: reversal_record(
+        lambda params, _log: reversal_record(
             params=params, request_ip=request_ip, now=now, request=request
         ),
         raw=raw,

@@ -10,18 +10,22 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import redis
-from django.db import transaction
 
 from apps.accounts.services import secret_matches
 from apps.advertisers.models import Advertiser
 from apps.advertisers.signing import SignatureRejected, advertiser_signature_check
-from apps.common.db import fetchone_prepared, insert_unless_conflict
+from apps.common.db import (
+    fetchone_prepared,
+    follower_insert,
+    insert_unless_conflict,
+    insert_with_followers,
+)
 from apps.common.errors import DomainError
 from apps.common.money import InvalidAmount, amount_parse
 from apps.common.net import ip_in_allowlist, ip_parse
 from apps.common.redis import redis_client
 from apps.common.text import text_clean
-from apps.conversions import side_effects
+from apps.conversions import outbound
 from apps.conversions.models import (
     Conversion,
     ConversionMethod,
@@ -44,7 +48,7 @@ from apps.offers.pricing import AmountRequired, payout_rule, revenue_rule
 from apps.offers.selectors import custom_payout_for, goal_for_code
 from apps.quality.selectors import quality_profile_for_offer
 from apps.quality.services import (
-    quality_fingerprint_record,
+    quality_fingerprint_follower,
     quality_score,
     quality_status,
 )
@@ -151,12 +155,13 @@ def _click_snapshot(click: Click) -> dict[str, object]:
     }
 
 
-def _conversion_caps_exceeded(conversion: Conversion, *, now: datetime) -> bool:
-    """Count the conversion against its offer's conversion caps (Redis, real time); True when
-    one of them was already full. Recorded either way; an over-cap conversion is not paid."""
+def _conversion_caps_count(conversion: Conversion, *, now: datetime) -> tuple[bool, list[str]]:
+    """Count the conversion about to be inserted against its offer's conversion caps (Redis,
+    real time). Returns whether one of them was already full (the conversion is recorded either
+    way; an over-cap one is not paid) and the counter keys, for _conversion_caps_uncount."""
     offer = catalog.offer_snapshot(conversion.offer_id)
     if offer is None:
-        return False
+        return False, []
     rules = [
         rule
         for rule in offer.caps
@@ -165,22 +170,38 @@ def _conversion_caps_exceeded(conversion: Conversion, *, now: datetime) -> bool:
         and rule.goal_id in (None, conversion.goal_id)
     ]
     if not rules:
-        return False
+        return False, []
     pipe = redis_client().pipeline(transaction=False)
+    keys = []
     for rule in rules:
         key, ttl = cap_counter_key(
             cap_id=rule.cap_id, period=rule.period, now=now, timezone=offer.timezone
         )
+        keys.append(key)
         pipe.incr(key)
         if ttl:
             pipe.expire(key, ttl, nx=True)
     try:
         results = pipe.execute()
     except redis.RedisError:
-        logger.warning("redis unavailable: conversion %s not counted against caps", conversion.pk)
-        return False
+        logger.warning("redis unavailable: conversion on offer %s not counted", conversion.offer_id)
+        return False, []
     counts = [value for value in results if not isinstance(value, bool)]
-    return any(count > rule.limit for count, rule in zip(counts, rules, strict=True))
+    return any(count > rule.limit for count, rule in zip(counts, rules, strict=True)), keys
+
+
+def _conversion_caps_uncount(keys: list[str]) -> None:
+    """Take back the count of a conversion that was not inserted after all (a concurrent retry
+    inserted it first)."""
+    if not keys:
+        return
+    pipe = redis_client().pipeline(transaction=False)
+    for key in keys:
+        pipe.decr(key)
+    try:
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("redis unavailable: %s cap counters left one too high", len(keys))
 
 
 @dataclass(frozen=True)
@@ -310,11 +331,16 @@ def conversion_record(
     now: datetime,
     request: InboundRequest | None = None,
     via: ConversionMethod = ConversionMethod.POSTBACK,
+    log: InboundPostbackLog | None = None,
 ) -> tuple[Conversion, bool]:
     """Record the conversion a postback reports. Returns (conversion, created).
 
     A retry of the same postback (same click, goal and order id) returns the first conversion and
     created=False; the database's unique constraints decide, so concurrent retries are safe.
+
+    A new conversion is written in one statement, atomic on its own: the conversion, its lead
+    fingerprint, its outbox rows and, when given, the call's inbound `log` row (which then gets
+    its primary key); the outbox rows are kicked after it commits.
     """
     attribution = _attribute(params)
     click = attribution.click
@@ -413,18 +439,21 @@ def conversion_record(
         coupon_code=attribution.coupon_code,
         created_at=now,
     )
-    # No savepoint: ON CONFLICT DO NOTHING raises nothing to roll back to, and the caller's
-    # transaction (postback_process) commits the conversion with its log row.
-    with transaction.atomic(savepoint=False):
-        created = insert_unless_conflict(conversion)
-        if created:
-            quality_fingerprint_record(conversion=conversion, result=quality)
-            if _conversion_caps_exceeded(conversion, now=now):
-                conversion.is_over_cap = True
-                conversion.save(update_fields=["is_over_cap"])
-            side_effects.conversion_changed(conversion)
-    if created:
+    conversion.is_over_cap, cap_keys = _conversion_caps_count(conversion, now=now)
+    followers = [
+        quality_fingerprint_follower(conversion=conversion, result=quality),
+        outbound.outbox_follower(now=now),
+    ]
+    if log is not None:
+        postback_log_decide(log, PostbackDecision(PostbackResult.ACCEPTED, 200, conversion))
+        followers.append(follower_insert(log, link="conversion"))
+    written = insert_with_followers(conversion, followers)
+    if written is not None:
+        outbound.outbox_kick(written[1])
+        if log is not None:
+            log.pk, log.conversion_id = written[2], conversion.pk
         return conversion, True
+    _conversion_caps_uncount(cap_keys)
     # A concurrent retry of the same postback won the race (ON CONFLICT waited for it to commit):
     # answer with its conversion. None for this order id: another order took the goal's one
     # conversion.
@@ -449,7 +478,7 @@ def postback_decide(record: Callable[[], tuple[Conversion, bool]]) -> PostbackDe
 
 
 def postback_handle(
-    record: Callable[[Mapping[str, str]], tuple[Conversion, bool]],
+    record: Callable[[Mapping[str, str], InboundPostbackLog], tuple[Conversion, bool]],
     *,
     raw: Mapping[str, str],
     request_ip: str | None,
@@ -457,20 +486,19 @@ def postback_handle(
     path: str,
     request: InboundRequest | None = None,
 ) -> PostbackDecision:
-    """Parse a call, run its recording step (`record(params)`) and write the call to the inbound
-    log with the decision, whatever it is: one transaction, one commit for both."""
+    """Parse a call, run its recording step (`record(params, log)`) and write the call to the
+    inbound log with the decision, whatever it is. A step that creates a conversion may write
+    the log row in the same statement (the row then has its primary key); otherwise it is
+    written here. No enclosing transaction: every write a step makes is atomic on its own, and
+    a new conversion (the busiest path) is one statement, so no BEGIN and COMMIT round trips."""
     params = postback_params_parse(raw)
-    with transaction.atomic():
-        decision = postback_decide(lambda: record(params))
-        postback_log_write(
-            params=params,
-            raw=raw,
-            request_ip=request_ip,
-            method=method,
-            path=path,
-            decision=decision,
-            request=request,
-        )
+    log = postback_log_entry(
+        params=params, raw=raw, request_ip=request_ip, method=method, path=path, request=request
+    )
+    decision = postback_decide(lambda: record(params, log))
+    if log.pk is None:
+        postback_log_decide(log, decision)
+        insert_unless_conflict(log)
     return decision
 
 
@@ -486,8 +514,8 @@ def postback_process(
 ) -> PostbackDecision:
     """Handle one /postback call end to end (pixels too: `via`)."""
     return postback_handle(
-        lambda params: conversion_record(
-            params=params, request_ip=request_ip, now=now, request=request, via=via
+        lambda params, log: conversion_record(
+            params=params, request_ip=request_ip, now=now, request=request, via=via, log=log
         ),
         raw=raw,
         request_ip=request_ip,
@@ -497,26 +525,18 @@ def postback_process(
     )
 
 
-def postback_log_write(
+def postback_log_entry(
     *,
     params: Mapping[str, str],
     raw: Mapping[str, str],
     request_ip: str | None,
     method: str,
     path: str,
-    decision: PostbackDecision,
     request: InboundRequest | None = None,
 ) -> InboundPostbackLog:
-    """One inbound log row: the request as the debugger shows it (parameters, relevant headers,
-    raw body; secrets masked, sizes bounded) and the decision."""
-    conversion = decision.conversion
-    advertiser_id = None
-    if conversion is not None:
-        advertiser_id = conversion.offer.advertiser_id
-    elif token_like(params.get("click_id", "")):
-        click = click_store.click_get(click_id=params["click_id"])
-        advertiser_id = click.offer.advertiser_id if click else None
-    entry = InboundPostbackLog(
+    """The inbound log row of a call, before its decision: the request as the debugger shows
+    it (parameters, relevant headers, raw body; secrets masked, sizes bounded)."""
+    return InboundPostbackLog(
         method=method[:8],
         path=path[:64],
         ip=request_ip,
@@ -529,11 +549,37 @@ def postback_log_write(
         ),
         click_id=text_clean(params.get("click_id"), 64),
         order_id=text_clean(params.get("order_id"), 255),
-        advertiser_id=advertiser_id,
-        result=decision.result,
-        reason=decision.reason,
-        http_status=decision.http_status,
-        conversion=conversion,
     )
+
+
+def postback_log_decide(entry: InboundPostbackLog, decision: PostbackDecision) -> None:
+    """Put the decision (and the advertiser, when it is known) on a log row not yet written."""
+    conversion = decision.conversion
+    entry.result = decision.result
+    entry.reason = decision.reason
+    entry.http_status = decision.http_status
+    entry.conversion = conversion
+    if conversion is not None:
+        entry.advertiser_id = conversion.offer.advertiser_id
+    elif token_like(entry.click_id):
+        click = click_store.click_get(click_id=entry.click_id)
+        entry.advertiser_id = click.offer.advertiser_id if click else None
+
+
+def postback_log_write(
+    *,
+    params: Mapping[str, str],
+    raw: Mapping[str, str],
+    request_ip: str | None,
+    method: str,
+    path: str,
+    decision: PostbackDecision,
+    request: InboundRequest | None = None,
+) -> InboundPostbackLog:
+    """One inbound log row: the call (postback_log_entry) and its decision."""
+    entry = postback_log_entry(
+        params=params, raw=raw, request_ip=request_ip, method=method, path=path, request=request
+    )
+    postback_log_decide(entry, decision)
     insert_unless_conflict(entry)
     return entry

@@ -16,7 +16,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F
 
-from apps.common.db import insert_unless_conflict
+from apps.common.db import Follower, follower_insert
 from apps.conversions.models import Conversion, StatusChangeSource
 from apps.offers.models import ConversionStatus, Goal, Offer
 from apps.quality import signals as sig
@@ -148,11 +148,11 @@ def quality_status(*, status: ConversionStatus, action: QualityAction) -> Conver
     return status
 
 
-def quality_fingerprint_record(*, conversion: Conversion, result: QualityResult) -> None:
-    """Keep the hashes later conversions are compared against (in the caller's transaction)."""
-    insert_unless_conflict(
+def quality_fingerprint_follower(*, conversion: Conversion, result: QualityResult) -> Follower:
+    """The hashes later conversions are compared against, written by the conversion's own
+    INSERT (apps.common.db.insert_with_followers)."""
+    return follower_insert(
         LeadFingerprint(
-            conversion=conversion,
             offer_id=conversion.offer_id,
             affiliate_id=conversion.affiliate_id,
             sub1=conversion.sub1,
@@ -160,7 +160,8 @@ def quality_fingerprint_record(*, conversion: Conversion, result: QualityResult)
             email_hash=result.email_hash,
             phone_hash=result.phone_hash,
             created_at=conversion.created_at,
-        )
+        ),
+        link="conversion",
     )
 
 

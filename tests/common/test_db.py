@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from apps.common.db import fetchone_prepared
+from apps.common.db import fetchone_prepared, follower_insert, insert_with_followers
+from apps.conversions.models import Conversion
+from apps.quality.models import LeadFingerprint
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -41,3 +44,45 @@ def test_orm_queries_are_not_prepared():
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 /* tests.common.test_db probe orm */")
     assert _prepared_probes() == []
+
+
+def _twin_of(conversion: Conversion) -> Conversion:
+    """An unsaved copy of a conversion (same click, goal and order id), new primary key."""
+    twin = Conversion.objects.get(pk=conversion.pk)
+    twin.pk = None
+    twin._state.adding = True
+    return twin
+
+
+def test_a_row_and_its_followers_go_in_together_with_their_results():
+    conversion = factories.ConversionFactory.build(
+        click=factories.ClickFactory(), goal=factories.GoalFactory()
+    )
+    conversion.offer = conversion.goal.offer
+    fingerprint = LeadFingerprint(
+        offer_id=conversion.offer_id,
+        affiliate_id=conversion.affiliate_id,
+        ua_ip_hash="h1",
+        created_at=conversion.created_at,
+    )
+    results = insert_with_followers(conversion, [follower_insert(fingerprint, link="conversion")])
+
+    assert conversion.pk is not None
+    stored = LeadFingerprint.objects.get(conversion_id=conversion.pk)
+    assert results == [stored.pk]
+    assert (stored.ua_ip_hash, stored.offer_id) == ("h1", conversion.offer_id)
+
+
+def test_when_the_row_is_already_there_nothing_is_written():
+    existing = factories.ConversionFactory()
+    fingerprint = LeadFingerprint(
+        offer_id=existing.offer_id,
+        affiliate_id=existing.affiliate_id,
+        ua_ip_hash="h2",
+        created_at=existing.created_at,
+    )
+    twin = _twin_of(existing)
+    assert insert_with_followers(twin, [follower_insert(fingerprint, link="conversion")]) is None
+    assert twin.pk is None
+    assert Conversion.objects.count() == 1
+    assert not LeadFingerprint.objects.exists()
