@@ -142,10 +142,10 @@ SELECT
     LIMIT 50) END,
   CASE WHEN %(email_hash)s = '' THEN 0 ELSE (
     SELECT count(*) FROM quality_leadfingerprint
-    WHERE offer_id = %(offer_id)s AND email_hash = %(email_hash)s) END,
+    WHERE offer_id = %(offer_id)s AND email_hash = %(email_hash)s AND email_hash <> '') END,
   CASE WHEN %(phone_hash)s = '' THEN 0 ELSE (
     SELECT count(*) FROM quality_leadfingerprint
-    WHERE offer_id = %(offer_id)s AND phone_hash = %(phone_hash)s) END
+    WHERE offer_id = %(offer_id)s AND phone_hash = %(phone_hash)s AND phone_hash <> '') END
 """
 
 
