@@ -169,17 +169,22 @@ class InboundPostbackLog(models.Model):
     path = models.CharField(max_length=64)
     ip = models.GenericIPAddressField(null=True, blank=True)
     params = models.JSONField(default=dict, help_text="The request's parameters, truncated.")
-    click_id = models.CharField(max_length=64, blank=True, db_index=True)
-    order_id = models.CharField(max_length=255, blank=True, db_index=True)
+    click_id = models.CharField(max_length=64, blank=True)
+    order_id = models.CharField(max_length=255, blank=True)
     advertiser = models.ForeignKey(
-        "advertisers.Advertiser", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "advertisers.Advertiser",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # inbound_log_adv_time leads with it
     )
     headers = models.JSONField(
         default=dict, blank=True, help_text="The request's relevant headers, secrets masked."
     )
     body = models.TextField(blank=True, help_text="The raw body, truncated, secrets masked.")
-    result = models.CharField(max_length=10, choices=PostbackResult.choices, db_index=True)
-    reason = models.CharField(max_length=64, blank=True, db_index=True)
+    result = models.CharField(max_length=10, choices=PostbackResult.choices)
+    reason = models.CharField(max_length=64, blank=True)
     http_status = models.PositiveSmallIntegerField()
     conversion = models.ForeignKey(
         Conversion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -187,7 +192,15 @@ class InboundPostbackLog(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["advertiser", "created_at"], name="inbound_log_adv_time")]
+        # Every postback writes a row, and every index is a write more: only what the debugger
+        # looks rows up by (exact click and order ids, advertiser and time, time for pruning).
+        # No LIKE-pattern twins (the debugger matches ids exactly) and none on result or reason
+        # (a handful of values, filtered within the advertiser's or the day's rows).
+        indexes = [
+            models.Index(fields=["advertiser", "created_at"], name="inbound_log_adv_time"),
+            models.Index(fields=["click_id"], name="inbound_log_click_id"),
+            models.Index(fields=["order_id"], name="inbound_log_order_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.result} {self.reason} ({self.created_at:%Y-%m-%d %H:%M:%S})"
@@ -209,7 +222,12 @@ class PostbackOutbox(models.Model):
     status it reports). Written in the transaction that changes the conversion, so it survives
     a Redis or worker crash; a beat job claims due rows and delivers them."""
 
-    conversion = models.ForeignKey(Conversion, on_delete=models.CASCADE, related_name="outbox")
+    conversion = models.ForeignKey(
+        Conversion,
+        on_delete=models.CASCADE,
+        related_name="outbox",
+        db_index=False,  # outbox_one_per_event leads with it
+    )
     postback = models.ForeignKey(
         "partners.AffiliatePostback", on_delete=models.CASCADE, related_name="outbox"
     )
@@ -225,6 +243,7 @@ class PostbackOutbox(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         help_text="Who asked for this resend (empty for the automatic event).",
+        db_index=False,  # outbox_requested_by: the automatic rows (nearly all) are not indexed
     )
     state = models.CharField(
         max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING
@@ -256,6 +275,11 @@ class PostbackOutbox(models.Model):
                 fields=["updated_at"],
                 condition=models.Q(state__in=SETTLED_OUTBOX_STATES),
                 name="outbox_settled",
+            ),
+            models.Index(
+                fields=["requested_by"],
+                condition=models.Q(requested_by__isnull=False),
+                name="outbox_requested_by",
             ),
         ]
 
