@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from django.db import connection, models
+
+ModelT = TypeVar("ModelT", bound=models.Model)
 
 
 @cache
@@ -23,6 +25,20 @@ def _insert_sql(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...
         f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
     )
     return sql, fields
+
+
+@cache
+def model_columns(model: type[models.Model]) -> tuple[str, tuple[str, ...]]:
+    """The model's columns as an SQL select list, and the matching field attnames (for
+    model_from_row)."""
+    fields = model._meta.concrete_fields
+    select = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    return select, tuple(field.attname for field in fields)
+
+
+def model_from_row(model: type[ModelT], row: Sequence[Any]) -> ModelT:
+    """An instance from a row selected with model_columns, as the ORM itself builds one."""
+    return model.from_db(connection.alias, list(model_columns(model)[1]), row)
 
 
 def fetchall_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:

@@ -19,6 +19,8 @@ from apps.common.db import (
     follower_insert,
     insert_unless_conflict,
     insert_with_followers,
+    model_columns,
+    model_from_row,
 )
 from apps.common.errors import DomainError
 from apps.common.money import InvalidAmount, amount_parse
@@ -291,24 +293,30 @@ def _repeat_postback(
 
 
 # The conversion this order already made on the click and goal, else any on them (order ids
-# equal first): both "a retry" and "the goal already converted" from one index lookup.
-_SAME_GOAL_SQL = """
-SELECT id, order_id = %s FROM conversions_conversion
+# equal first): both "a retry" and "the goal already converted" from one index lookup, with the
+# whole row, so a retry needs no second query.
+_CONVERSION_COLUMNS, _ = model_columns(Conversion)
+_SAME_GOAL_SQL = f"""
+SELECT {_CONVERSION_COLUMNS}, order_id = %s FROM conversions_conversion
 WHERE click_id = %s AND goal_id = %s
-ORDER BY 2 DESC LIMIT 1
-"""
+ORDER BY order_id = %s DESC LIMIT 1
+"""  # noqa: S608 - the columns come from the model
 
 
 def _same_goal(*, order_id: str, click_id: str, goal_id: int) -> tuple[Conversion | None, bool]:
     """The conversion this order already made on the click and goal (a retry), and whether the
     goal has any conversion on the click at all."""
-    row = fetchone_prepared(_SAME_GOAL_SQL, [order_id, click_id, goal_id])
+    row = fetchone_prepared(_SAME_GOAL_SQL, [order_id, click_id, goal_id, order_id])
     if row is None:
         return None, False
-    conversion_id, same_order = row
+    *columns, same_order = row
     if not same_order:
         return None, True
-    return Conversion.objects.select_related("offer").get(pk=conversion_id), True
+    conversion = model_from_row(Conversion, columns)
+    offer = catalog.offer_with_advertiser(conversion.offer_id)  # shared, read-only
+    if offer is not None:
+        conversion.offer = offer
+    return conversion, True
 
 
 def _required_goal_check(*, goal: Goal, click_id: str) -> None:
