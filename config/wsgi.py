@@ -1,9 +1,12 @@
-"""WSGI entry point. `/click` (and `/aff_c`) are answered before Django's middleware and URL
-resolver: the hot path needs none of sessions, auth, CSRF or messages, and they cost more than the
-click itself. Everything else is plain Django."""
+"""WSGI entry point. `/click` (and `/aff_c`) and GET postbacks are answered before Django's
+middleware and URL resolver: the hot paths need none of sessions, auth, CSRF or messages, and they
+cost more than a click itself. Everything else, POST postbacks included, is plain Django."""
 
+import json
+import logging
 import os
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -13,11 +16,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 django_application = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402 - after Django is set up
+from django.core import signals  # noqa: E402
+from django.core.handlers.wsgi import get_script_name  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django.utils.encoding import iri_to_uri  # noqa: E402
 
 from apps.common.net import request_is_https  # noqa: E402
+from apps.conversions.views import POSTBACK_PROCESSES, postback_answer, query_params  # noqa: E402
 from apps.tracking.http import click_respond  # noqa: E402
+
+logger = logging.getLogger("django.request")
 
 CLICK_PATHS = frozenset({"/click", "/aff_c"})
 
@@ -50,7 +58,48 @@ def click_application(
     return [b""]
 
 
+def postback_application(
+    environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
+    """A GET postback (every query-string dialect), the same logic as the Django view
+    (apps.conversions.views.postback_answer). Database connections are looked after as Django's
+    handler does, through its request_started and request_finished signals."""
+    process = POSTBACK_PROCESSES[environ["PATH_INFO"]]
+    # The path as Django's request.path gives it (a signature covers it), under a script prefix.
+    path = get_script_name(environ).rstrip("/") + environ["PATH_INFO"]
+    signals.request_started.send(sender=__name__, environ=environ)
+    try:
+        status, payload = postback_answer(
+            process,
+            meta=environ,
+            path=path,
+            read_body=lambda: b"",
+            parse=lambda _body: query_params(environ),
+        )
+    except Exception:
+        # As Django would: logged with the traceback, a 500 (never for bad input: that is a 4xx).
+        logger.exception("Internal Server Error: %s", path)
+        status = 500
+        payload = {
+            "result": "error",
+            "conversion_id": None,
+            "status": None,
+            "reason": "server_error",
+        }
+    finally:
+        signals.request_finished.send(sender=__name__)
+    body = json.dumps(payload).encode()
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    if environ.get("PATH_INFO") in CLICK_PATHS and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+    path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+    if path in CLICK_PATHS and method in ("GET", "HEAD"):
         return click_application(environ, start_response)
+    if path in POSTBACK_PROCESSES and method == "GET":
+        return postback_application(environ, start_response)
     return django_application(environ, start_response)

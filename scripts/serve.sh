@@ -13,6 +13,6 @@ if [ -z "${SECRET_KEY:-}" ] && [ "${DEBUG:-0}" != "1" ]; then
 fi
 "$VENV/bin/python" manage.py collectstatic --noinput -v 0
 exec "$VENV/bin/granian" --interface wsgi --host "$HOST" --port "$PORT" \
-  --workers "$WEB_WORKERS" --blocking-threads 2 --backlog 2048 --no-ws \
+  --workers "$WEB_WORKERS" --blocking-threads "${WEB_THREADS:-2}" --backlog 2048 --no-ws \
   --static-path-route /static --static-path-mount staticfiles \
   config.wsgi:application

@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
+from django.http.request import HttpHeaders
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from apps.common.net import client_ip
+from apps.common.net import client_ip_from_meta
 from apps.conversions import reversal, services
 from apps.conversions.models import PostbackResult
 from apps.conversions.params import LOGGED_HEADERS, postback_params_parse
@@ -31,14 +34,45 @@ def raw_query_string(meta: Mapping[str, object]) -> str:
 def inbound_request(
     request: HttpRequest, *, body: bytes, headers: tuple[str, ...] = LOGGED_HEADERS
 ) -> services.InboundRequest:
-    """What the security checks and the debugger need of the HTTP request: the raw query string
-    and body (a signature covers them as sent) and the relevant headers, lower-case names."""
+    return inbound_request_from_meta(request.META, path=request.path, body=body, headers=headers)
+
+
+def inbound_request_from_meta(
+    meta: Mapping[str, Any], *, path: str, body: bytes, headers: tuple[str, ...] = LOGGED_HEADERS
+) -> services.InboundRequest:
+    """What the security checks and the debugger need of the HTTP request (a WSGI environ):
+    the raw query string and body (a signature covers them as sent) and the relevant headers,
+    lower-case names."""
+    sent = HttpHeaders(meta)
     return services.InboundRequest(
-        method=request.method or "GET",
-        path=request.path,
-        query_string=raw_query_string(request.META),
-        headers={name: request.headers[name] for name in headers if name in request.headers},
+        method=str(meta.get("REQUEST_METHOD") or "GET"),
+        path=path,
+        query_string=raw_query_string(meta),
+        headers={name: sent[name] for name in headers if name in sent},
         body=body,
+    )
+
+
+def query_params(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The query string's parameters as request.GET.get gives them (the last value of a repeated
+    name; UTF-8, or Latin-1 when it is not UTF-8, as Django decodes it). Raises ValueError over
+    DATA_UPLOAD_MAX_NUMBER_FIELDS."""
+    value = str(meta.get("QUERY_STRING", ""))
+    try:
+        raw = value.encode("iso-8859-1")
+    except UnicodeEncodeError:  # not a WSGI string (ASGI decodes it as UTF-8)
+        raw = value.encode("utf-8", "surrogateescape")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("iso-8859-1")
+    return dict(
+        parse_qsl(
+            text,
+            keep_blank_values=True,
+            encoding="utf-8",
+            max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS,
+        )
     )
 
 
@@ -80,64 +114,99 @@ def _content_length(request: HttpRequest) -> int:
         return 0
 
 
-def _reject(reason: str, http_status: int) -> JsonResponse:
-    return JsonResponse(
-        {
-            "result": PostbackResult.REJECTED.value,
-            "conversion_id": None,
-            "status": None,
-            "reason": reason,
-        },
-        status=http_status,
+def request_log_unparsed(
+    request: HttpRequest, *, ip: str | None, body: bytes, reason: str, status: int
+) -> None:
+    meta_log_unparsed(
+        request.META, path=request.path, ip=ip, body=body, reason=reason, status=status
     )
 
 
-def request_log_unparsed(
-    request: HttpRequest, *, ip: str | None, body: bytes, reason: str, status: int
+def meta_log_unparsed(
+    meta: Mapping[str, Any], *, path: str, ip: str | None, body: bytes, reason: str, status: int
 ) -> None:
     """A call we could not even parse still goes to the debugger log (query string only, and
     the body if it was read)."""
     try:
-        query = {key: request.GET.get(key, "") for key in request.GET}
-    except SuspiciousOperation:
+        query = query_params(meta)
+    except ValueError:
         query = {}
     services.postback_log_write(
         params=postback_params_parse(query),
         raw=query,
         request_ip=ip,
-        method=request.method or "GET",
-        path=request.path,
+        method=str(meta.get("REQUEST_METHOD") or "GET"),
+        path=path,
         decision=services.PostbackDecision(PostbackResult.REJECTED, status, reason=reason),
-        request=inbound_request(request, body=body),
+        request=inbound_request_from_meta(meta, path=path, body=body),
     )
 
 
-def _handle(
-    request: HttpRequest, process: Callable[..., services.PostbackDecision]
-) -> JsonResponse:
-    """Parse the request (query string, then form or JSON body), hand it to `process`, answer its
-    decision as JSON; what cannot be parsed is refused and still logged."""
-    ip = client_ip(request)
+Process = Callable[..., services.PostbackDecision]
+
+
+def postback_answer(
+    process: Process,
+    *,
+    meta: Mapping[str, Any],
+    path: str,
+    read_body: Callable[[], bytes],
+    parse: Callable[[bytes], dict[str, str]],
+) -> tuple[int, dict[str, object]]:
+    """One postback call, from the WSGI environ: `read_body` gives the raw body, `parse` the
+    parameters (query string, then form or JSON body); `process` decides; the answer is its JSON
+    and HTTP status. What cannot be read is refused and still logged. Shared by the Django views
+    and the WSGI fast path (config/wsgi.py)."""
+    ip = client_ip_from_meta(meta)
     body = b""
     try:
-        body = _request_body(request)
-        raw = _request_params(request, body)
+        body = read_body()
+        raw = parse(body)
     except RequestDataTooBig:
-        request_log_unparsed(request, ip=ip, body=b"", reason="body_too_large", status=413)
-        return _reject("body_too_large", 413)
+        meta_log_unparsed(meta, path=path, ip=ip, body=b"", reason="body_too_large", status=413)
+        return 413, _rejected("body_too_large")
     except (SuspiciousOperation, ValueError, RecursionError):
         # RecursionError: JSON nested deeper than the parser's stack (a few KB of "[").
-        request_log_unparsed(request, ip=ip, body=body, reason="malformed_request", status=400)
-        return _reject("malformed_request", 400)
+        meta_log_unparsed(meta, path=path, ip=ip, body=body, reason="malformed_request", status=400)
+        return 400, _rejected("malformed_request")
     decision = process(
         raw=raw,
         request_ip=ip,
-        method=request.method or "GET",
-        path=request.path,
+        method=str(meta.get("REQUEST_METHOD") or "GET"),
+        path=path,
         now=timezone.now(),
-        request=inbound_request(request, body=body),
+        request=inbound_request_from_meta(meta, path=path, body=body),
     )
-    return JsonResponse(decision.as_json(), status=decision.http_status)
+    return decision.http_status, decision.as_json()
+
+
+def _rejected(reason: str) -> dict[str, object]:
+    return {
+        "result": PostbackResult.REJECTED.value,
+        "conversion_id": None,
+        "status": None,
+        "reason": reason,
+    }
+
+
+def _handle(request: HttpRequest, process: Process) -> JsonResponse:
+    status, payload = postback_answer(
+        process,
+        meta=request.META,
+        path=request.path,
+        read_body=lambda: _request_body(request),
+        parse=lambda body: _request_params(request, body),
+    )
+    return JsonResponse(payload, status=status)
+
+
+# The processes of the postback endpoints, by path (the WSGI fast path serves these for GET).
+POSTBACK_PROCESSES: dict[str, Process] = {
+    "/postback": services.postback_process,
+    "/aff_lsr": services.postback_process,
+    "/aff_goal": services.postback_process,
+    "/postback/reversal": reversal.reversal_process,
+}
 
 
 @csrf_exempt

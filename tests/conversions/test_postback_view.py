@@ -1,4 +1,5 @@
-"""`/postback` over HTTP (Django test client): answers, rows and the inbound log, exactly."""
+"""`/postback` over HTTP (the test client, through Django and through the WSGI fast path):
+answers, rows and the inbound log, exactly."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from apps.conversions.models import Conversion, InboundPostbackLog
+from apps.conversions.views import POSTBACK_PROCESSES
 from apps.offers.models import ConversionStatus, PayoutType
 from tests import factories
+from tests.conversions.conftest import FastPathClient
 
 pytestmark = pytest.mark.django_db
 
@@ -836,3 +839,22 @@ def test_log_params_are_bounded(client, click):
     assert len(logged) == 51
     assert logged["…"] == "12 more parameters"
     assert logged["p000"] == "v" * 256
+
+
+def test_the_fast_path_answers_a_server_fault_with_json_and_logs_it(monkeypatch, caplog):
+    """A fault of ours (not bad input) on the WSGI fast path: a JSON 500, with the traceback in
+    the log, as Django answers it on the other paths."""
+
+    def broken(**_kwargs: object) -> None:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setitem(POSTBACK_PROCESSES, "/postback", broken)
+    response = FastPathClient().get("/postback", {"click_id": "x", "token": TOKEN})
+    assert response.status_code == 500
+    assert response.json() == {
+        "result": "error",
+        "conversion_id": None,
+        "status": None,
+        "reason": "server_error",
+    }
+    assert "database on fire" in caplog.text

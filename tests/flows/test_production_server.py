@@ -1,0 +1,146 @@
+"""GET postbacks through the production server: granian running config.wsgi:application, whose
+fast path answers them before Django's middleware, over real HTTP, on the test database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connection
+
+from apps.commissions.models import LedgerEntry
+from apps.commissions.services import commission_accrue_queued
+from apps.conversions.models import Conversion, InboundPostbackLog
+from tests import factories
+
+pytestmark = [pytest.mark.flow, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[str]:
+    """`granian` with two single-threaded workers, as scripts/serve.sh runs it."""
+    port = _free_port()
+    db = connection.settings_dict
+    log = (tmp_path / "granian.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("granian")),
+            "--interface",
+            "wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--blocking-threads",
+            "1",
+            "--no-ws",
+            "config.wsgi:application",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/postback", timeout=2).status_code == 400:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None, (tmp_path / "granian.log").read_text()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_fifty_identical_postbacks_at_once_make_one_conversion_and_one_commission(server):
+    goal = factories.GoalFactory(code="lead")
+    click = factories.ClickFactory(offer=goal.offer)
+    params = {"click_id": click.click_id, "order_id": "same", "token": factories.ADVERTISER_TOKEN}
+
+    def fire(_: int) -> tuple[int, dict]:
+        response = requests.get(f"{server}/postback", params=params, timeout=30)
+        assert response.headers["Content-Type"] == "application/json"
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(fire, range(50)))
+
+    conversion = Conversion.objects.get()
+    assert {status for status, _ in answers} == {200}
+    assert sorted(a["result"] for _, a in answers) == ["accepted"] + ["duplicate"] * 49
+    assert {a["conversion_id"] for _, a in answers} == {conversion.pk}
+    logged = InboundPostbackLog.objects.filter(click_id=click.click_id)
+    assert logged.count() == 50
+    assert logged.filter(result="accepted").get().conversion_id == conversion.pk
+
+    commission_accrue_queued()
+    commission_accrue_queued()  # a second run adds nothing
+    assert list(LedgerEntry.objects.values_list("conversion_id", "kind", "amount")) == [
+        (conversion.pk, "commission", conversion.payout)
+    ]
+
+
+def test_refusals_are_json_with_a_reason_and_logged(server):
+    goal = factories.GoalFactory(code="lead")
+    click = factories.ClickFactory(offer=goal.offer)
+    InboundPostbackLog.objects.all().delete()  # the server's start-up probe
+    cases = [
+        ({"click_id": click.click_id, "token": "wrong"}, 403, "bad_token"),
+        ({"click_id": "nope", "token": factories.ADVERTISER_TOKEN}, 404, "unknown_click"),
+        ({"token": factories.ADVERTISER_TOKEN}, 400, "missing_click_id"),
+        (
+            {"click_id": click.click_id, "amount": "1e400", "token": factories.ADVERTISER_TOKEN},
+            400,
+            "invalid_amount",
+        ),
+        ({f"p{n}": "x" for n in range(2000)}, 400, "malformed_request"),
+    ]
+    for params, status, reason in cases:
+        response = requests.get(f"{server}/postback", params=params, timeout=30)
+        assert (response.status_code, response.json()["reason"]) == (status, reason)
+    assert not Conversion.objects.exists()
+    assert list(InboundPostbackLog.objects.order_by("id").values_list("reason", flat=True)) == [
+        reason for _, _, reason in cases
+    ]
+
+
+def test_post_and_other_paths_still_go_through_django(server):
+    goal = factories.GoalFactory(code="lead")
+    click = factories.ClickFactory(offer=goal.offer)
+    posted = requests.post(
+        f"{server}/postback",
+        json={"click_id": click.click_id, "order_id": "P-1", "token": factories.ADVERTISER_TOKEN},
+        timeout=30,
+    )
+    assert (posted.status_code, posted.json()["result"]) == (200, "accepted")
+    assert requests.put(f"{server}/postback", timeout=30).status_code == 405
