@@ -8,9 +8,18 @@ from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg._queries
 from django.db import connection, models
+from psycopg.pq import ExecStatus
 
 ModelT = TypeVar("ModelT", bound=models.Model)
+
+# psycopg caches the conversion of a query's %s placeholders only up to 4 KB and 50 parameters;
+# a new conversion's one statement (insert_with_followers) is longer and has more, and was split
+# anew on every postback. Every statement run here is fixed text, so caching them is safe.
+if hasattr(psycopg._queries, "MAX_CACHED_STATEMENT_LENGTH"):
+    psycopg._queries.MAX_CACHED_STATEMENT_LENGTH = 32_768
+    psycopg._queries.MAX_CACHED_STATEMENT_PARAMS = 256
 
 
 @cache
@@ -49,7 +58,9 @@ def fetchall_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> li
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)  # type: ignore[call-overload]
-        return cursor.fetchall() if cursor.description is not None else []
+        # Not cursor.description: it builds a Column object per column on every call.
+        result = cursor.pgresult
+        return cursor.fetchall() if result and result.status == ExecStatus.TUPLES_OK else []
 
 
 def fetchone_prepared(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg._queries
 import pytest
 from django.db import connection
 
@@ -86,3 +87,14 @@ def test_when_the_row_is_already_there_nothing_is_written():
     assert twin.pk is None
     assert Conversion.objects.count() == 1
     assert not LeadFingerprint.objects.exists()
+
+
+def test_a_long_statement_with_many_parameters_is_converted_once():
+    """psycopg would split a statement over 4 KB or 50 parameters anew on every call (the new
+    conversion's one statement is both); apps.common.db raises its cache limits."""
+    values = ", ".join(f"%s::int AS c{n}" for n in range(120))
+    sql = f"SELECT {values} /* {'x' * 5000} */"
+    fetchone_prepared(sql, list(range(120)))
+    before = psycopg._queries._query2pg.cache_info().hits
+    assert fetchone_prepared(sql, list(range(120))) == tuple(range(120))
+    assert psycopg._queries._query2pg.cache_info().hits == before + 1
