@@ -54,9 +54,13 @@ def fetchall_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> li
     """Run a fixed hot-path statement as a server-side prepared statement, in the current
     transaction: PostgreSQL plans it once per connection instead of on every call (planning a
     query with several subqueries costs more than running it). Django's own cursors bind
-    parameters client-side and never prepare. Not for statements built from input."""
+    parameters client-side and never prepare. Not for statements built from input.
+
+    Errors come out as Django's (django.db.OperationalError and so on) and mark the connection
+    as Django's own cursors do, so a connection the server dropped is closed at the end of the
+    request (close_old_connections) instead of failing every request after it."""
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)  # type: ignore[call-overload]
         # Not cursor.description: it builds a Column object per column on every call.
         result = cursor.pgresult

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg._queries
 import pytest
-from django.db import connection
+from django.db import OperationalError, close_old_connections, connection
 
 from apps.common.db import fetchone_prepared, follower_insert, insert_with_followers
 from apps.conversions.models import Conversion
@@ -98,3 +98,22 @@ def test_a_long_statement_with_many_parameters_is_converted_once():
     before = psycopg._queries._query2pg.cache_info().hits
     assert fetchone_prepared(sql, list(range(120))) == tuple(range(120))
     assert psycopg._queries._query2pg.cache_info().hits == before + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_dropped_is_replaced_after_the_request():
+    """PostgreSQL restarted under a web process: the hot path's raw psycopg cursor fails once
+    with Django's OperationalError, and the end of the request (close_old_connections) drops
+    the connection, so the next request reconnects."""
+    fetchone_prepared("SELECT 1", [])
+    with psycopg.connect(_admin_url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    with pytest.raises(OperationalError):
+        fetchone_prepared("SELECT 1", [])
+    close_old_connections()  # what request_finished runs
+    assert fetchone_prepared("SELECT %s::int", [7]) == (7,)
+
+
+def _admin_url() -> str:
+    db = connection.settings_dict
+    return f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
