@@ -103,13 +103,13 @@ class OutboxError(DomainError):
 
 
 class FireRateLimited(OutboxError):
-    """Too many test fires for one affiliate this minute; `retry_after` is in seconds."""
+    """Too many test fires (or resends) for one affiliate this minute; `retry_after` is in
+    seconds."""
 
-    def __init__(self, *, retry_after: int) -> None:
-        limit = settings.OUTBOUND_TEST_FIRE_PER_MINUTE
+    def __init__(self, *, retry_after: int, limit: int, what: str = "test fires") -> None:
         super().__init__(
             "rate_limited",
-            message=f"at most {limit} test fires a minute; try again in {retry_after} s",
+            message=f"at most {limit} {what} a minute; try again in {retry_after} s",
             http_status=429,
         )
         self.retry_after = retry_after
@@ -800,7 +800,15 @@ def conversion_postbacks_resend(
 ) -> Resend:
     """The affiliate asks for its postbacks about one of its conversions again: rows are written
     for postbacks that cover it (one added since, say), and every event sent again (see
-    outbox_resend), delivered ones included."""
+    outbox_resend), delivered ones included. At most OUTBOUND_RESEND_PER_MINUTE per affiliate
+    (FireRateLimited beyond): each resend is real calls to URLs the affiliate chose."""
+    _minute_budget_count(
+        action="resend",
+        what="resends",
+        limit=settings.OUTBOUND_RESEND_PER_MINUTE,
+        affiliate_id=affiliate_id,
+        now=now,
+    )
     conversion = (
         Conversion.objects.select_for_update()
         .filter(pk=conversion_id, affiliate_id=affiliate_id)
@@ -867,29 +875,31 @@ class FireResult:
 TEST_FIRE_WINDOW_SECONDS = 60
 
 
-def _test_fire_count(*, affiliate_id: int, now: datetime) -> None:
-    """Count one test fire against the affiliate's budget for this minute (a Redis counter per
-    affiliate and minute); raises FireRateLimited when the budget is spent.
+def _minute_budget_count(
+    *, action: str, what: str, limit: int, affiliate_id: int, now: datetime
+) -> None:
+    """Count one `action` (test_fire, resend) against the affiliate's budget for this minute (a
+    Redis counter per affiliate and minute); raises FireRateLimited when the budget is spent.
 
     Every request counts, whatever its target, so a 429 says nothing about any URL. Without Redis
-    the fire is allowed (and logged): each call is bounded anyway (one request, timeout, size
-    cap, public addresses only), and a Redis outage must not take the debugging tool away."""
+    the call is allowed (and logged): each one is bounded anyway (timeouts, size caps, public
+    addresses only), and a Redis outage must not take the debugging tools away."""
     stamp = int(now.timestamp())
     window = stamp // TEST_FIRE_WINDOW_SECONDS
-    key = f"outbound:test_fire:{affiliate_id}:{window}"
+    key = f"outbound:{action}:{affiliate_id}:{window}"
     try:
         pipe = redis_client().pipeline(transaction=True)
         pipe.incr(key)
         pipe.expire(key, 2 * TEST_FIRE_WINDOW_SECONDS)
         count, _ = pipe.execute()
     except redis.RedisError:
-        logger.warning(
-            "test fire limit not checked for affiliate %s: Redis unavailable", affiliate_id
-        )
+        logger.warning("%s limit unchecked for affiliate %s: Redis unavailable", what, affiliate_id)
         return
-    if int(count) > settings.OUTBOUND_TEST_FIRE_PER_MINUTE:
+    if int(count) > limit:
         raise FireRateLimited(
-            retry_after=TEST_FIRE_WINDOW_SECONDS - stamp % TEST_FIRE_WINDOW_SECONDS
+            retry_after=TEST_FIRE_WINDOW_SECONDS - stamp % TEST_FIRE_WINDOW_SECONDS,
+            limit=limit,
+            what=what,
         )
 
 
@@ -899,7 +909,13 @@ def postback_test_fire(*, postback_id: int, now: datetime) -> FireResult:
     postback = AffiliatePostback.objects.select_related("goal").filter(pk=postback_id).first()
     if postback is None:
         raise OutboxError("postback_not_found", http_status=404)
-    _test_fire_count(affiliate_id=postback.affiliate_id, now=now)
+    _minute_budget_count(
+        action="test_fire",
+        what="test fires",
+        limit=settings.OUTBOUND_TEST_FIRE_PER_MINUTE,
+        affiliate_id=postback.affiliate_id,
+        now=now,
+    )
     call = _call_build(
         postback,
         sample_macros(postback, now=now),

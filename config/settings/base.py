@@ -273,6 +273,8 @@ if OUTBOUND_OUTBOX_RETENTION_DAYS < 30:
     raise ImproperlyConfigured("OUTBOUND_OUTBOX_RETENTION_DAYS must be at least 30")
 # Test fires (API and admin) per affiliate per minute: each is a real call to a URL it chose.
 OUTBOUND_TEST_FIRE_PER_MINUTE = env.int("OUTBOUND_TEST_FIRE_PER_MINUTE", default=10)
+# Resends an affiliate asks for (API) per minute: each one calls its URLs again.
+OUTBOUND_RESEND_PER_MINUTE = env.int("OUTBOUND_RESEND_PER_MINUTE", default=30)
 # Only for tests that run a receiver on this machine: never set in production.
 OUTBOUND_ALLOW_LOOPBACK = env.bool("OUTBOUND_ALLOW_LOOPBACK", default=False)
 

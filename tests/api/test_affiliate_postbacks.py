@@ -324,6 +324,27 @@ def test_resend_for_another_affiliates_conversion_is_404(world: World):
     assert PostbackOutbox.objects.count() == 0
 
 
+def test_resends_are_rate_limited_per_affiliate_with_429(world: World, settings):
+    """Each resend calls URLs the affiliate chose: a budget per affiliate and minute, whatever
+    the conversion (another affiliate's counts too, and gets no further than the 429)."""
+    settings.OUTBOUND_RESEND_PER_MINUTE = 2
+    url = f"/api/v1/affiliate/conversions/{world.conversions['a1'].pk}/resend-postbacks/"
+    assert world.client_a.post(url).status_code == 200
+    theirs = f"/api/v1/affiliate/conversions/{world.conversions['b1'].pk}/resend-postbacks/"
+    assert world.client_a.post(theirs).status_code == 404
+
+    response = world.client_a.post(url)
+
+    assert response.status_code == 429
+    body = response.json()
+    assert body["code"] == "rate_limited"
+    assert body["detail"].startswith("at most 2 resends a minute; try again in ")
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert PostbackOutbox.objects.count() == 1  # only the first resend wrote a row
+    # B's budget is its own.
+    assert world.client_b.post(theirs).status_code == 200
+
+
 # --- signing keys -------------------------------------------------------------------------------
 
 KEYS = "/api/v1/affiliate/signing-keys/"
