@@ -68,11 +68,16 @@ def _database_recreate(env: dict[str, str]) -> None:
 
 
 def _analyze(env: dict[str, str]) -> None:
+    """Statistics for the tables the warm-up filled, as autovacuum keeps them on a live database
+    (a fresh table's planner estimates would pick the wrong indexes), and a checkpoint: the
+    setup wrote ~200 MB of WAL (the clicks), which would otherwise set one off in the middle of
+    a measured run in some runs and not others."""
     import psycopg
 
     url = urlsplit(env["DATABASE_URL"])._replace(scheme="postgresql").geturl()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ANALYZE")
+        conn.execute("CHECKPOINT")
 
 
 def _clicks_create(
@@ -281,8 +286,6 @@ def main() -> None:
         _wrk(
             base, 3, args.connections, mode="distinct", ids_file=warm_ids, tag=f"warm{stamp}", **wrk
         )  # type: ignore[arg-type]
-        # Statistics for the tables the warm-up filled, as autovacuum keeps them on a live
-        # database (a fresh table's planner estimates would pick the wrong indexes).
         _analyze(env)
         tag = f"run{stamp}"
         distinct = _wrk(
