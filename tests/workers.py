@@ -19,7 +19,6 @@ def celery_worker_start(
 
     With beat_schedule, beat runs inside the worker (it drains the click buffer every second).
     """
-    db = connection.settings_dict
     command = [
         sys.executable,
         "-m",
@@ -41,15 +40,22 @@ def celery_worker_start(
         return subprocess.Popen(
             command,
             cwd=ROOT,
-            env={
-                **os.environ,
-                "DJANGO_SETTINGS_MODULE": "config.settings.test",
-                "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-                **env,
-            },
+            env=process_env_for_tests(**env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def process_env_for_tests(**env: str) -> dict[str, str]:
+    """The environment of a process (worker, web server) that works on this test run's database
+    and Redis db."""
+    db = connection.settings_dict
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        **env,
+    }
 
 
 def celery_worker_stop(worker: subprocess.Popen[bytes]) -> None:

@@ -3,7 +3,6 @@ fast path answers them before Django's middleware, over real HTTP, on the test d
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -14,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
 from apps.commissions.models import LedgerEntry
 from apps.commissions.services import commission_accrue_queued
 from apps.conversions.models import Conversion, InboundPostbackLog
 from tests import factories
+from tests.workers import process_env_for_tests
 
 pytestmark = [pytest.mark.flow, pytest.mark.django_db(transaction=True)]
 
@@ -36,7 +35,6 @@ def _free_port() -> int:
 def server(tmp_path) -> Iterator[str]:
     """`granian` with two single-threaded workers, as scripts/serve.sh runs it."""
     port = _free_port()
-    db = connection.settings_dict
     log = (tmp_path / "granian.log").open("wb")
     process = subprocess.Popen(
         [
@@ -55,11 +53,7 @@ def server(tmp_path) -> Iterator[str]:
             "config.wsgi:application",
         ],
         cwd=ROOT,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        },
+        env=process_env_for_tests(),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
