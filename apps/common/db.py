@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg._queries
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from psycopg.pq import ExecStatus
 
 ModelT = TypeVar("ModelT", bound=models.Model)
@@ -59,8 +59,9 @@ def fetchall_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> li
     Errors come out as Django's (django.db.OperationalError and so on) and mark the connection
     as Django's own cursors do, so a connection the server dropped is closed at the end of the
     request (close_old_connections) instead of failing every request after it."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's own wrapper: no proxy per attribute
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(sql, params, prepare=True)  # type: ignore[call-overload]
         # Not cursor.description: it builds a Column object per column on every call.
         result = cursor.pgresult
@@ -77,7 +78,9 @@ def fetchone_prepared(
 
 def _insert_values(obj: models.Model, fields: Sequence[models.Field]) -> list[Any]:
     """Each field's value as Model.save() prepares it (defaults, auto_now, JSON, inet)."""
-    return [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
+    # The thread's own wrapper, not the `connection` proxy: each field looks at it several times.
+    db = connections[DEFAULT_DB_ALIAS]
+    return [field.get_db_prep_save(field.pre_save(obj, add=True), db) for field in fields]
 
 
 def _inserted(obj: models.Model, pk: object) -> None:
