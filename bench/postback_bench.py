@@ -139,6 +139,8 @@ def _wrk(
     for stale in out_dir.glob("accepted-*"):
         stale.unlink()
     threads = 2
+    speed_before = host_speed_ms()
+    stolen_before = _cpu_ticks()
     meter.start()
     out = wrk_run(
         f"{base}/postback",
@@ -150,6 +152,8 @@ def _wrk(
         timeout=10,  # a slow answer is measured, not dropped at wrk's default 2 s
     )
     meter.stop()
+    stolen_after = _cpu_ticks()
+    speed_after = host_speed_ms()
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     result: dict[str, float] = {
         "rps": wrk_rps(out),
@@ -164,7 +168,31 @@ def _wrk(
     result["socket_errors"] = sum(wrk_socket_errors(out).values())
     result["web_cpu_ms"] = round(meter.web / max(requests, 1) * 1000, 2)
     result["postgres_cpu_ms"] = round(meter.postgres / max(requests, 1) * 1000, 2)
+    result["host_speed_ms"] = round((speed_before + speed_after) / 2, 1)
+    total = stolen_after[0] - stolen_before[0]
+    result["steal_percent"] = round(100 * (stolen_after[1] - stolen_before[1]) / max(total, 1), 1)
     return result
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """All CPU ticks and the stolen ones (time the hypervisor gave this VM's CPUs to others),
+    from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return sum(fields[:8]), fields[7]
+
+
+def host_speed_ms() -> float:
+    """CPU milliseconds a fixed pure-Python loop takes here and now (the median of three).
+    This machine is a VM whose CPU time per unit of work was seen to double from one minute to
+    the next with nothing else running: the figure goes next to every run, so that runs made at
+    different moments can be compared (CPU per request divided by it)."""
+    samples = []
+    for _ in range(3):
+        started, total = time.process_time(), 0
+        for number in range(1_000_000):
+            total += number * number
+        samples.append((time.process_time() - started) * 1000)
+    return sorted(samples)[1]
 
 
 class CpuMeter:
@@ -388,6 +416,10 @@ def _table(r: dict) -> str:
             f"| {s['postgres_cpu_ms']} ms |",
             f"| CPU-bound ceiling on {os.cpu_count()} cores (cores / CPU per request) "
             f"| {_ceiling(d):.0f}/s | {_ceiling(s):.0f}/s |",
+            f"| host speed: CPU ms of a fixed Python loop around the run (lower is faster) "
+            f"| {d['host_speed_ms']} | {s['host_speed_ms']} |",
+            f"| CPU time stolen by the hypervisor during the run "
+            f"| {d['steal_percent']}% | {s['steal_percent']}% |",
         ]
     )
 
