@@ -89,7 +89,7 @@ RESUME_MAX_DAYS = 30
 PAUSED_NOTE = "paused: "
 RESPONSE_BODY_MAX = 1024
 
-# The statuses affiliates may hear about (which ones each postback fires on: _COVERING_SQL).
+# The statuses affiliates may hear about (which ones each postback fires on: _covering).
 _ANNOUNCED_STATUSES = (
     ConversionStatus.APPROVED.value,
     ConversionStatus.PENDING.value,

@@ -457,9 +457,10 @@ def conversion_record(
         followers.append(follower_insert(log, link="conversion"))
     written = insert_with_followers(conversion, followers)
     if written is not None:
-        outbound.outbox_kick(written[1])
+        _fingerprint_id, outbox_ids, *log_id = written  # the followers' results, in order
+        outbound.outbox_kick(outbox_ids)
         if log is not None:
-            log.pk, log.conversion_id = written[2], conversion.pk
+            log.pk, log.conversion_id = log_id[0], conversion.pk
         return conversion, True
     _conversion_caps_uncount(cap_keys)
     # A concurrent retry of the same postback won the race (ON CONFLICT waited for it to commit):
