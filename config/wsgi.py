@@ -8,21 +8,23 @@ import os
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 django_application = get_wsgi_application()
 
-from django.conf import settings  # noqa: E402 - after Django is set up
 from django.core import signals  # noqa: E402
 from django.core.handlers.wsgi import get_script_name  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django.utils.encoding import iri_to_uri  # noqa: E402
 
-from apps.common.net import request_is_https  # noqa: E402
-from apps.conversions.views import POSTBACK_PROCESSES, postback_answer, query_params  # noqa: E402
+from apps.common.net import query_params, request_is_https  # noqa: E402
+from apps.conversions.views import (  # noqa: E402
+    POSTBACK_PROCESSES,
+    answer_without_conversion,
+    postback_answer,
+)
 from apps.tracking.http import click_respond  # noqa: E402
 
 logger = logging.getLogger("django.request")
@@ -31,14 +33,10 @@ CLICK_PATHS = frozenset({"/click", "/aff_c"})
 
 
 def _query(environ: dict[str, Any]) -> dict[str, str] | None:
-    raw = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")
     try:
-        pairs = parse_qsl(
-            raw, keep_blank_values=True, max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-        )
-    except ValueError:
+        return query_params(environ)
+    except ValueError:  # over DATA_UPLOAD_MAX_NUMBER_FIELDS
         return None
-    return dict(pairs)
 
 
 def click_application(
@@ -79,13 +77,7 @@ def postback_application(
     except Exception:
         # As Django would: logged with the traceback, a 500 (never for bad input: that is a 4xx).
         logger.exception("Internal Server Error: %s", path)
-        status = 500
-        payload = {
-            "result": "error",
-            "conversion_id": None,
-            "status": None,
-            "reason": "server_error",
-        }
+        status, payload = 500, answer_without_conversion("server_error", result="error")
     finally:
         signals.request_finished.send(sender=__name__)
     body = json.dumps(payload).encode()

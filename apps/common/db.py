@@ -26,7 +26,7 @@ if hasattr(psycopg._queries, "MAX_CACHED_STATEMENT_LENGTH"):
 def _insert_sql(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...]]:
     meta = model._meta
     fields = tuple(field for field in meta.concrete_fields if not field.primary_key)
-    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    columns = _column_list(fields)
     placeholders = ", ".join(["%s"] * len(fields))
     # Table and column names come from the model, never from a request.
     sql = (
@@ -41,8 +41,11 @@ def model_columns(model: type[models.Model]) -> tuple[str, tuple[str, ...]]:
     """The model's columns as an SQL select list, and the matching field attnames (for
     model_from_row)."""
     fields = model._meta.concrete_fields
-    select = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    return select, tuple(field.attname for field in fields)
+    return _column_list(fields), tuple(field.attname for field in fields)
+
+
+def _column_list(fields: Sequence[models.Field]) -> str:
+    return ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
 
 
 def model_from_row(model: type[ModelT], row: Sequence[Any]) -> ModelT:

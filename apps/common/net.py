@@ -1,4 +1,5 @@
-"""Network helpers: the client's IP behind trusted proxies, and what counts as a public address."""
+"""Network helpers: the client's IP behind trusted proxies, what counts as a public address, and
+the query string of a WSGI request (Django's request.META is a WSGI environ)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -126,3 +128,37 @@ def ip_in_allowlist(ip: str | None, allowlist: Iterable[str]) -> bool:
         if _in_any(address, [network]):
             return True
     return False
+
+
+def _query_string_bytes(meta: Mapping[str, Any]) -> bytes:
+    """The query string's bytes as sent: WSGI hands them over as latin-1 (PEP 3333)."""
+    value = str(meta.get("QUERY_STRING", ""))
+    try:
+        return value.encode("iso-8859-1")
+    except UnicodeEncodeError:  # not a WSGI string (ASGI decodes it as UTF-8)
+        return value.encode("utf-8", "surrogateescape")
+
+
+def raw_query_string(meta: Mapping[str, Any]) -> str:
+    """The query string exactly as sent, for HMAC signatures: read as UTF-8, any invalid byte
+    kept as a surrogate (so the signature is still computed over the very bytes sent)."""
+    return _query_string_bytes(meta).decode("utf-8", "surrogateescape")
+
+
+def query_params(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The query string's parameters as request.GET.get gives them (the last value of a repeated
+    name; UTF-8, or Latin-1 when it is not UTF-8, as Django's QueryDict decodes it), without
+    building a Django request. Raises ValueError over DATA_UPLOAD_MAX_NUMBER_FIELDS."""
+    raw = _query_string_bytes(meta)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("iso-8859-1")
+    return dict(
+        parse_qsl(
+            text,
+            keep_blank_values=True,
+            encoding="utf-8",
+            max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS,
+        )
+    )

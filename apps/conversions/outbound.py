@@ -44,7 +44,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import redis
 from django.conf import settings
@@ -88,14 +87,6 @@ RESUME_MAX_DAYS = 30
 # last_error prefix of rows held back by a pause; a resume requeues exactly those.
 PAUSED_NOTE = "paused: "
 RESPONSE_BODY_MAX = 1024
-
-# The statuses affiliates may hear about (which ones each postback fires on: _covering).
-_ANNOUNCED_STATUSES = (
-    ConversionStatus.APPROVED.value,
-    ConversionStatus.PENDING.value,
-    ConversionStatus.REJECTED.value,
-    ConversionStatus.REVERSED.value,
-)
 
 
 class OutboxError(DomainError):
@@ -221,52 +212,18 @@ def sample_macros(postback: AffiliatePostback, *, now: datetime) -> dict[str, ob
 
 # --- writing the outbox -------------------------------------------------------------------------
 
-# The automatic path: resend_number 0, one row per event whatever replays the write.
-_INSERT_SQL = """
-INSERT INTO conversions_postbackoutbox
-    (conversion_id, postback_id, conversion_status, resend_number, state, attempts,
-     next_attempt_at, last_error, created_at, updated_at)
-SELECT c, p, s, 0, st, 0, CASE WHEN st = 'pending' THEN %(now)s END, e, %(now)s, %(now)s
-FROM unnest(%(conversions)s::bigint[], %(postbacks)s::bigint[], %(statuses)s::text[],
-            %(states)s::text[], %(errors)s::text[]) AS t(c, p, s, st, e)
-WHERE NOT EXISTS (
-    SELECT 1 FROM conversions_outboundpostbackdelivery d
-    WHERE d.conversion_id = c AND d.postback_id = p AND d.conversion_status = s AND d.succeeded
-)
-ON CONFLICT (conversion_id, postback_id, conversion_status, resend_number) DO NOTHING
-RETURNING id, state
-"""
 
-
-def _outbox_insert(
-    rows: Sequence[tuple[int, AffiliatePostback, str]], *, now: datetime
-) -> list[int]:
-    """Insert (conversion id, postback, status) events; returns the ids of new *pending* rows.
-
-    A paused postback's rows go in held back (cancelled with PAUSED_NOTE) for its resume. An
-    event the delivery log already shows delivered (before the outbox existed, or by a row
-    since pruned) is left out."""
-    if not rows:
-        return []
-    params: dict[str, Any] = {
-        "now": now,
-        "conversions": [conversion_id for conversion_id, _, _ in rows],
-        "postbacks": [postback.pk for _, postback, _ in rows],
-        "statuses": [status for _, _, status in rows],
-        "states": [
-            OutboxState.CANCELLED if postback.paused_at else OutboxState.PENDING
-            for _, postback, _ in rows
-        ],
-        "errors": [PAUSED_NOTE if postback.paused_at else "" for _, postback, _ in rows],
-    }
-    inserted = fetchall_prepared(_INSERT_SQL, params)  # on every conversion: planned once
-    return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
-
-
-# One row per postback covering the conversion(s) in `new` (id, affiliate_id, offer_id, goal_id,
-# status), held back (cancelled, PAUSED_NOTE) for a paused postback. An event the delivery log
-# already shows delivered is left out; a replay adds nothing.
-_ROWS_FOR_NEW_SQL = f"""
+def _rows_for_new_sql(*, one_postback: bool = False) -> str:
+    """The automatic path (resend_number 0): one row per postback covering the conversion(s) in
+    `new` (id, affiliate_id, offer_id, goal_id, status), or only for postback `%s` (after the
+    _rows_params), held back (cancelled, PAUSED_NOTE) for a paused postback. An event the
+    delivery log already shows delivered (before the outbox existed, or by a row since pruned)
+    is left out; a replay adds nothing."""
+    covering = _covering(
+        affiliate="new.affiliate_id", offer="new.offer_id", goal="new.goal_id", status="new.status"
+    )
+    only = "AND p.id = %s" if one_postback else ""
+    return f"""
 INSERT INTO conversions_postbackoutbox
     (conversion_id, postback_id, conversion_status, resend_number, state, attempts,
      next_attempt_at, last_error, created_at, updated_at)
@@ -275,11 +232,7 @@ SELECT new.id, p.id, new.status, 0,
        CASE WHEN p.paused_at IS NULL THEN %s::timestamptz END,
        CASE WHEN p.paused_at IS NULL THEN '' ELSE %s END, %s, %s
 FROM new, partners_affiliatepostback p
-WHERE {
-    _covering(
-        affiliate="new.affiliate_id", offer="new.offer_id", goal="new.goal_id", status="new.status"
-    )
-}
+WHERE {covering} {only}
   AND NOT EXISTS (
     SELECT 1 FROM conversions_outboundpostbackdelivery d
     WHERE d.conversion_id = new.id AND d.postback_id = p.id AND d.conversion_status = new.status
@@ -287,10 +240,24 @@ WHERE {
 ON CONFLICT (conversion_id, postback_id, conversion_status, resend_number) DO NOTHING
 RETURNING id, state
 """  # noqa: S608 - no part of it comes from a request
+
+
+# A status change (or a resend's catch-up): the conversion's rows, from its row as stored.
 _WRITE_SQL = f"""
 WITH new AS (
     SELECT id, affiliate_id, offer_id, goal_id, status FROM conversions_conversion WHERE id = %s)
-{_ROWS_FOR_NEW_SQL}"""  # noqa: S608 - no part of it comes from a request
+{_rows_for_new_sql()}"""  # noqa: S608 - no part of it comes from a request
+# A backfill: the newest conversions one postback covers, and rows for that postback only.
+_BACKFILL_SQL = f"""
+WITH new AS (
+    SELECT c.id, c.affiliate_id, c.offer_id, c.goal_id, c.status
+    FROM partners_affiliatepostback p
+    JOIN conversions_conversion c ON c.affiliate_id = p.affiliate_id AND c.created_at >= %s
+    WHERE p.id = %s AND {
+    _covering(affiliate="c.affiliate_id", offer="c.offer_id", goal="c.goal_id", status="c.status")
+}
+    ORDER BY c.created_at DESC LIMIT %s)
+{_rows_for_new_sql(one_postback=True)}"""  # noqa: S608 - no part of it comes from a request
 
 
 def _rows_params(now: datetime) -> tuple[object, ...]:
@@ -303,7 +270,7 @@ def outbox_follower(*, now: datetime) -> Follower:
     (apps.common.db.insert_with_followers); its result: the ids of the rows to deliver."""
     pending = OutboxState.PENDING.value
     return Follower(
-        _ROWS_FOR_NEW_SQL,
+        _rows_for_new_sql(),
         _rows_params(now),
         result=f"ARRAY(SELECT id FROM {{}} WHERE state = '{pending}' ORDER BY id)",  # noqa: S608
     )
@@ -835,28 +802,19 @@ def postback_backfill(*, postback_id: int, now: datetime, days: int = BACKFILL_D
         raise OutboxError("postback_not_active", http_status=409)
     if postback.paused_at is not None:
         raise OutboxError("postback_paused", http_status=409, message="resume it first")
-    statuses = [status for status in _ANNOUNCED_STATUSES if _option_holds(postback, status)]
-    conversions = Conversion.objects.filter(
-        affiliate_id=postback.affiliate_id,
-        created_at__gte=now - timedelta(days=days),
-        status__in=statuses,
+    rows = fetchall_prepared(
+        _BACKFILL_SQL,
+        [
+            now - timedelta(days=days),
+            postback.pk,
+            BACKFILL_MAX_ROWS,
+            *_rows_params(now),
+            postback.pk,
+        ],
     )
-    if postback.offer_id is not None:
-        conversions = conversions.filter(offer_id=postback.offer_id)
-    if postback.goal_id is not None:
-        conversions = conversions.filter(goal_id=postback.goal_id)
-    rows = conversions.order_by("-created_at").values_list("pk", "status")[:BACKFILL_MAX_ROWS]
-    ids = _outbox_insert([(pk, postback, status) for pk, status in rows], now=now)
+    ids = sorted(pk for pk, state in rows if state == OutboxState.PENDING)
     outbox_kick(ids)
     return len(ids)
-
-
-def _option_holds(postback: AffiliatePostback, status: str) -> bool:
-    if status == ConversionStatus.PENDING:
-        return postback.fire_on_pending
-    if status in (ConversionStatus.REJECTED, ConversionStatus.REVERSED):
-        return postback.fire_on_reversal
-    return status == ConversionStatus.APPROVED
 
 
 # --- test fire ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -13,22 +12,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from apps.common.net import client_ip_from_meta
+from apps.common.net import client_ip_from_meta, query_params, raw_query_string
 from apps.conversions import reversal, services
 from apps.conversions.models import PostbackResult
 from apps.conversions.params import LOGGED_HEADERS, postback_params_parse
-
-
-def raw_query_string(meta: Mapping[str, object]) -> str:
-    """The query string exactly as sent, for HMAC signatures. WSGI hands it over as latin-1
-    (PEP 3333); the bytes are recovered and read as UTF-8, any invalid byte kept as a surrogate
-    (so the signature is still computed over the very bytes sent)."""
-    value = str(meta.get("QUERY_STRING", ""))
-    try:
-        raw = value.encode("iso-8859-1")
-    except UnicodeEncodeError:  # not a WSGI string (ASGI decodes it as UTF-8)
-        raw = value.encode("utf-8", "surrogateescape")
-    return raw.decode("utf-8", "surrogateescape")
 
 
 def inbound_request(
@@ -50,29 +37,6 @@ def inbound_request_from_meta(
         query_string=raw_query_string(meta),
         headers={name: sent[name] for name in headers if name in sent},
         body=body,
-    )
-
-
-def query_params(meta: Mapping[str, Any]) -> dict[str, str]:
-    """The query string's parameters as request.GET.get gives them (the last value of a repeated
-    name; UTF-8, or Latin-1 when it is not UTF-8, as Django decodes it). Raises ValueError over
-    DATA_UPLOAD_MAX_NUMBER_FIELDS."""
-    value = str(meta.get("QUERY_STRING", ""))
-    try:
-        raw = value.encode("iso-8859-1")
-    except UnicodeEncodeError:  # not a WSGI string (ASGI decodes it as UTF-8)
-        raw = value.encode("utf-8", "surrogateescape")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("iso-8859-1")
-    return dict(
-        parse_qsl(
-            text,
-            keep_blank_values=True,
-            encoding="utf-8",
-            max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS,
-        )
     )
 
 
@@ -164,11 +128,11 @@ def postback_answer(
         raw = parse(body)
     except RequestDataTooBig:
         meta_log_unparsed(meta, path=path, ip=ip, body=b"", reason="body_too_large", status=413)
-        return 413, _rejected("body_too_large")
+        return 413, answer_without_conversion("body_too_large")
     except (SuspiciousOperation, ValueError, RecursionError):
         # RecursionError: JSON nested deeper than the parser's stack (a few KB of "[").
         meta_log_unparsed(meta, path=path, ip=ip, body=body, reason="malformed_request", status=400)
-        return 400, _rejected("malformed_request")
+        return 400, answer_without_conversion("malformed_request")
     decision = process(
         raw=raw,
         request_ip=ip,
@@ -180,13 +144,12 @@ def postback_answer(
     return decision.http_status, decision.as_json()
 
 
-def _rejected(reason: str) -> dict[str, object]:
-    return {
-        "result": PostbackResult.REJECTED.value,
-        "conversion_id": None,
-        "status": None,
-        "reason": reason,
-    }
+def answer_without_conversion(
+    reason: str, result: str = PostbackResult.REJECTED.value
+) -> dict[str, object]:
+    """The JSON answer of a call that recorded nothing: refused, or (result "error") a fault of
+    ours."""
+    return {"result": result, "conversion_id": None, "status": None, "reason": reason}
 
 
 def _handle(request: HttpRequest, process: Process) -> JsonResponse:
