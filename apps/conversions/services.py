@@ -213,6 +213,25 @@ class Attribution:
 
     click: Click
     coupon_code: str = ""
+    converted: Converted | None = None  # read with the click; None when not
+
+
+@dataclass(frozen=True)
+class Converted:
+    """What the click had already converted when it was read: the goals (one entry a
+    conversion), and whether a conversion of the postback's order id is among them."""
+
+    goals: tuple[int, ...]
+    order_seen: bool
+
+
+# Read with the click itself (click_store.click_get_with): on a new conversion (the busiest
+# path) that answers "this order again?" and "the goal already converted?" with no query of its
+# own. Both scan the (click_id, goal_id, order_id) unique index.
+_CONVERTED_SQL = """,
+  ARRAY(SELECT goal_id FROM conversions_conversion WHERE click_id = tracking_click.click_id),
+  EXISTS(SELECT 1 FROM conversions_conversion
+         WHERE click_id = tracking_click.click_id AND order_id = %s)"""
 
 
 def _attribute(params: Mapping[str, str]) -> Attribution:
@@ -223,10 +242,21 @@ def _attribute(params: Mapping[str, str]) -> Attribution:
         raise PostbackRejected("missing_click_id")
     if not token_like(click_id):
         raise PostbackRejected("unknown_click", http_status=404)
-    click = click_store.click_get(click_id=click_id)
+    order_id = params["order_id"]
+    if _order_id_valid(order_id):
+        click, extra = click_store.click_get_with(
+            click_id=click_id, also=_CONVERTED_SQL, also_params=[order_id]
+        )
+    else:  # refused later, once the click and its advertiser are known
+        click, extra = click_store.click_get(click_id=click_id), None
     if click is None:
         raise PostbackRejected("unknown_click", http_status=404)
-    return Attribution(click=click)
+    converted = None if extra is None else Converted(goals=tuple(extra[0]), order_seen=extra[1])
+    return Attribution(click=click, converted=converted)
+
+
+def _order_id_valid(order_id: str) -> bool:
+    return len(order_id) <= MAX_ID_LENGTH and "\x00" not in order_id
 
 
 def _attribute_coupon(*, code: str, offer_id: str) -> Attribution:
@@ -370,7 +400,7 @@ def conversion_record(
     if goal is None:
         raise PostbackRejected("unknown_goal")
     order_id = params["order_id"]
-    if len(order_id) > MAX_ID_LENGTH or "\x00" in order_id:
+    if not _order_id_valid(order_id):
         raise PostbackRejected("invalid_order_id")
     if attribution.coupon_code and not order_id:
         # Without a click, the order id is the only de-duplication key.
@@ -383,11 +413,15 @@ def conversion_record(
             raise PostbackRejected("invalid_amount") from exc
     status = _status_for(raw=params["status"], goal=goal)
 
-    # One read answers both "this order again" (a retry) and "the goal already converted on this
-    # click"; a concurrent retry that commits in between is caught by the constraints below.
-    existing, goal_converted = _same_goal(
-        order_id=order_id, click_id=click.click_id, goal_id=goal.pk
-    )
+    # "This order again" (a retry) and "the goal already converted on this click"; a
+    # concurrent retry that commits in between is caught by the constraints below.
+    converted = attribution.converted
+    if converted is None or converted.order_seen:
+        existing, goal_converted = _same_goal(
+            order_id=order_id, click_id=click.click_id, goal_id=goal.pk
+        )
+    else:
+        existing, goal_converted = None, goal.pk in converted.goals
     if existing is not None:
         return _repeat_postback(
             existing, sale_amount=sale_amount, raw_status=params["status"], now=now

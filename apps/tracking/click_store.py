@@ -6,6 +6,7 @@ Moving clicks to a column store later is a change here, not elsewhere.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,41 +111,54 @@ def clicks_insert(clicks: list[dict[str, Any]], *, replay: bool = True) -> int:
         return int(cursor.rowcount)
 
 
-_CLICK_SELECT = f"SELECT id, {_COLUMN_LIST} FROM tracking_click WHERE click_id = %s"
 _CLICK_FIELDS = ("id", *COLUMNS)
 
 
-def click_query(click_id: str) -> tuple[str, list[Any]]:
+def click_query(
+    click_id: str, *, also: str = "", also_params: Sequence[Any] = ()
+) -> tuple[str, list[Any]]:
     """The SQL and parameters of a lookup by id. The id carries its second, so the time filter
-    keeps the scan to one partition (pruned at execution: the statement is prepared)."""
+    keeps the scan to one partition (pruned at execution: the statement is prepared). `also`:
+    more select-list expressions (from ", "), which may refer to the row as tracking_click."""
+    # The columns come from this module, `also` from the caller's code, never from a request.
+    select = f"SELECT id, {_COLUMN_LIST}{also} FROM tracking_click WHERE click_id = %s"
     created = click_id_time(click_id)
     if created is None:
-        return _CLICK_SELECT + " LIMIT 1", [click_id]
+        return select + " LIMIT 1", [*also_params, click_id]
     return (
-        _CLICK_SELECT + " AND created_at >= %s AND created_at < %s LIMIT 1",
-        [click_id, created, created + timedelta(seconds=1)],
+        select + " AND created_at >= %s AND created_at < %s LIMIT 1",
+        [*also_params, click_id, created, created + timedelta(seconds=1)],
     )
-
-
-def _click_fetch(click_id: str) -> Click | None:
-    """One row by id, in plain SQL and prepared: this is on every postback, and planning a query
-    over a day-partitioned table costs more than running it."""
-    row = fetchone_prepared(*click_query(click_id))
-    return None if row is None else Click(**dict(zip(_CLICK_FIELDS, row, strict=True)))
 
 
 def click_get(*, click_id: str) -> Click | None:
     """A click by id: from PostgreSQL (one partition: the id carries its second), or, before the
     drain has moved it, from the short-lived copy the buffer keeps in Redis. Its offer (with the
     advertiser) comes from the catalog, shared read-only."""
-    click = _click_fetch(click_id)
-    if click is None and click_id_time(click_id) is not None:
+    return click_get_with(click_id=click_id)[0]
+
+
+def click_get_with(
+    *, click_id: str, also: str = "", also_params: Sequence[Any] = ()
+) -> tuple[Click | None, tuple[Any, ...] | None]:
+    """click_get, and in the same round trip the values of the select-list expressions `also`
+    (see click_query): None for them when the click is not in PostgreSQL yet (the buffer's copy)
+    or not at all. One round trip instead of two on the postback path."""
+    row = fetchone_prepared(*click_query(click_id, also=also, also_params=also_params))
+    extra = None
+    if row is not None:
+        columns = len(_CLICK_FIELDS)
+        click: Click | None = Click(**dict(zip(_CLICK_FIELDS, row[:columns], strict=True)))
+        extra = tuple(row[columns:])
+    elif click_id_time(click_id) is not None:
         click = _click_pending(click_id)
+    else:
+        click = None
     if click is not None:
         offer = catalog.offer_with_advertiser(click.offer_id)
         if offer is not None:
             click.offer = offer
-    return click
+    return click, extra
 
 
 def _click_pending(click_id: str) -> Click | None:

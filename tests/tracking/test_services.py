@@ -268,6 +268,16 @@ def test_click_store_round_trip(runnable_offer, affiliate):
     assert click_store.click_get(click_id="") is None
 
 
+@pytest.mark.django_db
+def test_click_store_reads_more_with_the_click(runnable_offer, affiliate):
+    click = factories.ClickFactory(offer=runnable_offer, affiliate=affiliate)
+    also = ", upper(tracking_click.click_id), %s::int + 1"  # parameters before the click's
+    found, extra = click_store.click_get_with(click_id=click.click_id, also=also, also_params=[41])
+    assert (found, extra) == (click, (click.click_id.upper(), 42))
+    assert found.offer.advertiser_id == runnable_offer.advertiser_id
+    assert click_store.click_get_with(click_id="nope", also=also, also_params=[1]) == (None, None)
+
+
 # --- enrichment ----------------------------------------------------------------------------------
 
 
