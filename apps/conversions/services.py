@@ -218,8 +218,8 @@ class Attribution:
 
 @dataclass(frozen=True)
 class Converted:
-    """What the click had already converted when it was read: the goals (one entry a
-    conversion), and whether a conversion of the postback's order id is among them."""
+    """What the click had already converted when it was read: the goals (each once, however
+    many rebills), and whether a conversion of the postback's order id is among them."""
 
     goals: tuple[int, ...]
     order_seen: bool
@@ -227,11 +227,14 @@ class Converted:
 
 # Read with the click itself (click_store.click_get_with): on a new conversion (the busiest
 # path) that answers "this order again?" and "the goal already converted?" with no query of its
-# own. Both scan the (click_id, goal_id, order_id) unique index.
+# own. Both scan only the click's conversions, on the (click_id, goal_id, order_id) unique
+# index: a test of order_id = %s of its own would let the planner pick the order_id index,
+# which for the empty order id (postbacks without one) holds every such conversion.
 _CONVERTED_SQL = """,
-  ARRAY(SELECT goal_id FROM conversions_conversion WHERE click_id = tracking_click.click_id),
-  EXISTS(SELECT 1 FROM conversions_conversion
-         WHERE click_id = tracking_click.click_id AND order_id = %s)"""
+  ARRAY(SELECT DISTINCT goal_id FROM conversions_conversion
+        WHERE click_id = tracking_click.click_id),
+  coalesce((SELECT bool_or(order_id = %s) FROM conversions_conversion
+            WHERE click_id = tracking_click.click_id), false)"""
 
 
 def _attribute(params: Mapping[str, str]) -> Attribution:
