@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -61,14 +62,38 @@ def fetchall_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> li
 
     Errors come out as Django's (django.db.OperationalError and so on) and mark the connection
     as Django's own cursors do, so a connection the server dropped is closed at the end of the
-    request (close_old_connections) instead of failing every request after it."""
+    request (close_old_connections) instead of failing every request after it. One the server
+    dropped while it sat idle between requests is replaced before the request's first statement
+    (_close_if_dropped)."""
     db = connections[DEFAULT_DB_ALIAS]  # the thread's own wrapper: no proxy per attribute
+    _close_if_dropped(db)
     db.ensure_connection()
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(sql, params, prepare=True)  # type: ignore[call-overload]
         # Not cursor.description: it builds a Column object per column on every call.
         result = cursor.pgresult
         return cursor.fetchall() if result and result.status == ExecStatus.TUPLES_OK else []
+
+
+def _close_if_dropped(db: Any) -> None:  # Any: the stubs lack the health check's attributes
+    """Django's health check (CONN_HEALTH_CHECKS), without its cost: Django runs a SELECT 1, a
+    round trip, before the first query of every request. Here it runs only when the idle
+    connection's socket has something to read: a server that restarted, failed over or killed
+    the backend sent its FATAL and closed the socket. Then, as Django does, a connection that
+    fails the check is closed (ensure_connection opens a new one). A server that vanished
+    without a word is caught as before, by the statement failing and the connection being
+    dropped at the end of the request."""
+    if db.connection is None or not db.health_check_enabled or db.health_check_done:
+        return
+    db.health_check_done = True
+    try:
+        poller = select.poll()
+        poller.register(db.connection.fileno(), select.POLLIN)
+        signalled = bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error):  # no socket left: closed already
+        signalled = True
+    if signalled and not db.is_usable():
+        db.close()
 
 
 def fetchone_prepared(

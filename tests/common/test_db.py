@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg._queries
 import pytest
-from django.db import OperationalError, close_old_connections, connection
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+)
 
 from apps.common.db import fetchone_prepared, follower_insert, insert_with_followers
 from apps.conversions.models import Conversion
@@ -102,16 +110,46 @@ def test_a_long_statement_with_many_parameters_is_converted_once():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_connection_the_server_dropped_is_replaced_after_the_request():
-    """PostgreSQL restarted under a web process: the hot path's raw psycopg cursor fails once
-    with Django's OperationalError, and the end of the request (close_old_connections) drops
-    the connection, so the next request reconnects."""
+    """PostgreSQL restarted under a web process in the middle of a request: the hot path's raw
+    psycopg cursor fails once with Django's OperationalError, and the end of the request
+    (close_old_connections) drops the connection, so the next request reconnects."""
     fetchone_prepared("SELECT 1", [])
-    with psycopg.connect(_admin_url(), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    _terminate_backend(connection.connection.info.backend_pid)
     with pytest.raises(OperationalError):
         fetchone_prepared("SELECT 1", [])
     close_old_connections()  # what request_finished runs
     assert fetchone_prepared("SELECT %s::int", [7]) == (7,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_dropped_between_requests_is_replaced_before_the_next(
+    monkeypatch,
+):
+    """PostgreSQL restarted while the connection sat idle: the next request's first statement
+    sees it (the server's FATAL is waiting on the socket), reconnects as Django's health check
+    would, and answers instead of failing. A healthy connection costs no check query."""
+    db = connections[DEFAULT_DB_ALIAS]
+    checks = []
+    is_usable = db.is_usable
+    monkeypatch.setattr(db, "is_usable", lambda: checks.append(1) or is_usable())
+    fetchone_prepared("SELECT 1", [])
+    close_old_connections()  # request_started: the next statement is the request's first
+    old_pid = fetchone_prepared("SELECT pg_backend_pid()", [])
+    assert checks == []  # nothing on the socket, no SELECT 1
+    _terminate_backend(connection.connection.info.backend_pid)
+    close_old_connections()
+    assert fetchone_prepared("SELECT pg_backend_pid()", []) not in (old_pid, None)
+    assert checks == [1]
+
+
+def _terminate_backend(pid: int) -> None:
+    """pg_terminate_backend, then wait until the backend is gone (it exits asynchronously)."""
+    with psycopg.connect(_admin_url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+            assert time.monotonic() < deadline, "the backend did not exit"
+            time.sleep(0.01)
 
 
 def _admin_url() -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.db import connection
 
 from apps.commissions.models import LedgerEntry
 from apps.commissions.services import commission_accrue_queued
@@ -138,3 +139,34 @@ def test_post_and_other_paths_still_go_through_django(server):
     )
     assert (posted.status_code, posted.json()["result"]) == (200, "accepted")
     assert requests.put(f"{server}/postback", timeout=30).status_code == 405
+
+
+def test_postbacks_after_postgresql_dropped_the_servers_connections_are_answered(server):
+    """PostgreSQL restarted (or failed over) while the web processes sat idle: the next
+    postbacks reconnect before their first statement instead of answering 500 once a process."""
+    goal = factories.GoalFactory(code="lead")
+    clicks = [factories.ClickFactory(offer=goal.offer, ip=f"81.2.69.{n}") for n in range(1, 21)]
+
+    def fire(click) -> int:
+        params = {"click_id": click.click_id, "token": factories.ADVERTISER_TOKEN}
+        return requests.get(f"{server}/postback", params=params, timeout=30).status_code
+
+    assert [fire(click) for click in clicks[:10]] == [200] * 10  # every worker has a connection
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        assert cursor.fetchall(), "the server held no connection"
+        deadline = time.monotonic() + 10
+        while True:  # backends exit asynchronously
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+            if cursor.fetchone()[0] == 0:
+                break
+            assert time.monotonic() < deadline, "the backends did not exit"
+            time.sleep(0.01)
+    assert [fire(click) for click in clicks[10:]] == [200] * 10
+    assert Conversion.objects.count() == 20
