@@ -265,6 +265,11 @@ def _rows_params(now: datetime) -> tuple[object, ...]:
     return (pending, cancelled, now, PAUSED_NOTE, now, now)
 
 
+def _pending_ids(inserted: Iterable[tuple[int, str]]) -> list[int]:
+    """The rows (id, state) written to be delivered, not held back for a paused postback."""
+    return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
+
+
 def outbox_follower(*, now: datetime) -> Follower:
     """The outbox rows of a conversion being inserted, written by its INSERT
     (apps.common.db.insert_with_followers); its result: the ids of the rows to deliver."""
@@ -280,8 +285,7 @@ def outbox_write(*, conversion: Conversion, now: datetime) -> list[int]:
     """Call inside the transaction that recorded the conversion or changed its status (the
     rows are for its status in the database). Returns the ids of the rows now waiting to be
     delivered (kick them after commit)."""
-    inserted = fetchall_prepared(_WRITE_SQL, [conversion.pk, *_rows_params(now)])
-    return sorted(pk for pk, state in inserted if state == OutboxState.PENDING)
+    return _pending_ids(fetchall_prepared(_WRITE_SQL, [conversion.pk, *_rows_params(now)]))
 
 
 def outbox_kick(outbox_ids: Iterable[int]) -> None:
@@ -812,7 +816,7 @@ def postback_backfill(*, postback_id: int, now: datetime, days: int = BACKFILL_D
             postback.pk,
         ],
     )
-    ids = sorted(pk for pk, state in rows if state == OutboxState.PENDING)
+    ids = _pending_ids(rows)
     outbox_kick(ids)
     return len(ids)
 

@@ -386,6 +386,8 @@ def conversion_record(
     attribution = _attribute(params)
     click = attribution.click
     offer = click.offer
+    if log is not None:  # whatever is decided from here on, the click was read once already
+        log.advertiser_id = offer.advertiser_id
     advertiser_authenticate(
         advertiser=offer.advertiser,
         token=params["token"],
@@ -543,8 +545,7 @@ def postback_handle(
     )
     decision = postback_decide(lambda: record(params, log))
     if log.pk is None:
-        postback_log_decide(log, decision)
-        insert_unless_conflict(log)
+        _log_decided_write(log, decision)
     return decision
 
 
@@ -599,7 +600,9 @@ def postback_log_entry(
 
 
 def postback_log_decide(entry: InboundPostbackLog, decision: PostbackDecision) -> None:
-    """Put the decision (and the advertiser, when it is known) on a log row not yet written."""
+    """Put the decision (and the advertiser, when it is known) on a log row not yet written.
+    The advertiser is the conversion's, or the one the recording step put there when it read
+    the click, else the click's, read here (a click just found unknown is not read again)."""
     conversion = decision.conversion
     entry.result = decision.result
     entry.reason = decision.reason
@@ -607,9 +610,18 @@ def postback_log_decide(entry: InboundPostbackLog, decision: PostbackDecision) -
     entry.conversion = conversion
     if conversion is not None:
         entry.advertiser_id = conversion.offer.advertiser_id
-    elif token_like(entry.click_id):
+    elif (
+        entry.advertiser_id is None
+        and decision.reason != "unknown_click"
+        and token_like(entry.click_id)
+    ):
         click = click_store.click_get(click_id=entry.click_id)
         entry.advertiser_id = click.offer.advertiser_id if click else None
+
+
+def _log_decided_write(entry: InboundPostbackLog, decision: PostbackDecision) -> None:
+    postback_log_decide(entry, decision)
+    insert_unless_conflict(entry)
 
 
 def postback_log_write(
@@ -626,6 +638,5 @@ def postback_log_write(
     entry = postback_log_entry(
         params=params, raw=raw, request_ip=request_ip, method=method, path=path, request=request
     )
-    postback_log_decide(entry, decision)
-    insert_unless_conflict(entry)
+    _log_decided_write(entry, decision)
     return entry
