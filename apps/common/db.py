@@ -5,8 +5,9 @@ from __future__ import annotations
 import select
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 import psycopg._queries
@@ -104,11 +105,59 @@ def fetchone_prepared(
     return rows[0] if rows else None
 
 
+# The fields whose preparation for the database (pre_save, then get_db_prep_save) gives back a
+# value of these exact types unchanged: a str for a CharField, a bool, an aware datetime for a
+# DateTimeField that does not fill itself in (auto_now). Everything else takes the field's own
+# path: integers, which Django wraps in psycopg's Int2/Int4/Int8 so that a parameter's type does
+# not change with its size (psycopg would pick int2 for 1, int4 for 100000), and JSON, inet,
+# Decimal, naive times, None where NULL is not allowed.
+_PLAIN_TYPES: dict[type[models.Field], type] = {
+    models.CharField: str,
+    models.TextField: str,
+    models.BooleanField: bool,
+    models.DateTimeField: datetime,
+}
+_UNSET = object()
+
+
+def _fills_itself_in(field: models.Field) -> bool:
+    return getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+
+
+def _plain_type(field: models.Field) -> type | None:
+    return None if _fills_itself_in(field) else _PLAIN_TYPES.get(type(field))
+
+
+@cache
+def _insert_plan(model: type[models.Model]) -> tuple[tuple[str, type | None, bool], ...]:
+    """Per field: its attribute, the type its values pass through as, whether None does."""
+    return tuple(
+        (field.attname, _plain_type(field), field.null and not _fills_itself_in(field))
+        for field in _insert_sql(model)[1]
+    )
+
+
 def _insert_values(obj: models.Model, fields: Sequence[models.Field]) -> list[Any]:
-    """Each field's value as Model.save() prepares it (defaults, auto_now, JSON, inet)."""
+    """Each field's value as Model.save() prepares it (defaults, auto_now, JSON, inet). A value
+    that preparation would give back unchanged is taken as it is: preparing every field took a
+    third of the web CPU of a new conversion's statement."""
     # The thread's own wrapper, not the `connection` proxy: each field looks at it several times.
     db = connections[DEFAULT_DB_ALIAS]
-    return [field.get_db_prep_save(field.pre_save(obj, add=True), db) for field in fields]
+    values = obj.__dict__
+    prepared: list[Any] = []
+    for field, (attname, plain, null) in zip(fields, _insert_plan(type(obj)), strict=True):
+        value: Any = values.get(attname, _UNSET)
+        if value is None and null:
+            prepared.append(None)
+        elif (
+            plain is not None
+            and type(value) is plain
+            and (plain is not datetime or cast(datetime, value).utcoffset() is not None)
+        ):
+            prepared.append(value)
+        else:
+            prepared.append(field.get_db_prep_save(field.pre_save(obj, add=True), db))
+    return prepared
 
 
 def _inserted(obj: models.Model, pk: object) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from decimal import Decimal
 
 import psycopg._queries
 import pytest
+import time_machine
 from django.db import (
     DEFAULT_DB_ALIAS,
     OperationalError,
@@ -13,9 +16,16 @@ from django.db import (
     connection,
     connections,
 )
+from django.utils import timezone
 
-from apps.common.db import fetchone_prepared, follower_insert, insert_with_followers
-from apps.conversions.models import Conversion
+from apps.common.db import (
+    _insert_sql,
+    _insert_values,
+    fetchone_prepared,
+    follower_insert,
+    insert_with_followers,
+)
+from apps.conversions.models import Conversion, InboundPostbackLog
 from apps.quality.models import LeadFingerprint
 from tests import factories
 
@@ -155,3 +165,49 @@ def _terminate_backend(pid: int) -> None:
 def _admin_url() -> str:
     db = connection.settings_dict
     return f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _as_django_prepares(obj, fields):
+    return [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
+
+
+def _compared(values):
+    """Type and repr: psycopg's wrappers (Jsonb, Int2, Inet) have no equality of their own."""
+    return [(type(value), repr(value)) for value in values]
+
+
+def test_values_are_prepared_as_django_prepares_them():
+    """The insert helpers take a str, a bool or an aware datetime as it is (what the field's own
+    preparation would give back); everything else goes through the field: psycopg's Int2/Int8
+    for integers, JSON, inet, Decimal, a naive datetime made aware, auto_now filled in."""
+    conversion = factories.ConversionFactory.build(
+        click=factories.ClickFactory(ip="2001:db8::1"),
+        quality_reasons=["repeat_ip_on_offer"],
+        quality_evidence={"repeat_ip_on_offer": {"ip": "2001:db8::1"}},
+        sale_amount=Decimal("12.50"),
+        ip=None,
+    )
+    fingerprint = LeadFingerprint(offer_id=1, affiliate_id=2, sub1="s", ua_ip_hash="ab")
+    log = InboundPostbackLog(method="GET", path="/postback", params={"a": "b"}, http_status=200)
+    for obj in (conversion, fingerprint, log):
+        fields = _insert_sql(type(obj))[1]
+        with time_machine.travel(timezone.now(), tick=False):  # auto_now: one "now" for both
+            fast, django_way = _insert_values(obj, fields), _as_django_prepares(obj, fields)
+        assert _compared(fast) == _compared(django_way), type(obj).__name__
+
+
+def test_a_value_of_another_type_takes_the_fields_own_path():
+    conversion = factories.ConversionFactory.build(click=factories.ClickFactory())
+    # A naive time (made aware, with a warning).
+    conversion.click_created_at = datetime(2026, 1, 2, 3, 4, 5)  # noqa: DTZ001
+    conversion.goal_once = 1  # an int where a bool goes: as the field makes it
+    fields = _insert_sql(Conversion)[1]
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        fast = _insert_values(conversion, fields)
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        django_way = _as_django_prepares(conversion, fields)
+    names = [field.name for field in fields]
+    for name in ("click_created_at", "goal_once"):
+        position = names.index(name)
+        assert _compared([fast[position]]) == _compared([django_way[position]])
+    assert fast[names.index("click_created_at")].tzinfo is not None
