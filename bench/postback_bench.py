@@ -101,14 +101,16 @@ def _clicks_create(
     ids_file: Path,
 ) -> None:
     """`count` clicks on the offer, written with the click store's COPY, spread over the last
-    ten minutes (each id carries its second, as the tracker makes them); ids one a line. Click
-    number i (from `first`) has a visitor IP of its own, so no quality signal sees a repeat."""
+    ten minutes (each id carries its second, as the tracker makes them), with the device key the
+    drain gives them; ids one a line. Click number i (from `first`) has a visitor IP of its own,
+    so no quality signal sees a repeat."""
     code = f"""
 from datetime import timedelta
 from django.db import connection
 from django.utils import timezone
 from apps.tracking import click_store, partitions
 from apps.tracking.click_ids import click_id_new
+from apps.quality.leads import device_key
 now = timezone.now()
 for day in {{(now - timedelta(days=1)).date(), now.date()}}:
     partitions.partition_ensure(day)
@@ -118,12 +120,12 @@ with open({str(ids_file)!r}, "w") as ids:
         created = now - timedelta(seconds=60 + i % 600, microseconds=i % 997)
         click_id = click_id_new(created)
         ids.write(click_id + "\\n")
+        ip = "81.{{}}.{{}}.{{}}".format(i // 62500 % 250 + 1, i // 250 % 250 + 1, i % 250 + 1)
         batch.append({{
             "click_id": click_id, "offer_id": {offer_id}, "affiliate_id": {affiliate_id},
-            "created_at": created, "ip": "81.{{}}.{{}}.{{}}".format(i // 62500 % 250 + 1,
-            i // 250 % 250 + 1, i % 250 + 1), "country": "GB", "user_agent": {UA!r},
+            "created_at": created, "ip": ip, "country": "GB", "user_agent": {UA!r},
             "device_type": "desktop", "os": "Windows", "browser": "Chrome", "is_unique": True,
-            "sub1": "s" + str(i % 100),
+            "sub1": "s" + str(i % 100), "ua_ip_hash": device_key({UA!r}, ip),
         }})
         if len(batch) == 10_000:
             click_store.clicks_insert(batch, replay=False)

@@ -19,6 +19,7 @@ from apps.offers.models import (
     PayoutType,
 )
 from apps.partners.models import Affiliate, AffiliatePostback, AffiliateStatus
+from apps.quality.leads import device_key
 from apps.tracking.models import Click
 
 ADVERTISER_TOKEN = "adv-token-123"
@@ -87,6 +88,8 @@ class ClickFactory(factory.django.DjangoModelFactory):
     ip = "81.2.69.160"
     country = "GB"
     user_agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari"
+    # As the click store computes it (apps.tracking.enrichment.click_enrich).
+    ua_ip_hash = factory.LazyAttribute(lambda click: device_key(click.user_agent, click.ip))
 
 
 class ConversionFactory(factory.django.DjangoModelFactory):

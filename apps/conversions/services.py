@@ -48,12 +48,14 @@ from apps.offers.caps import cap_counter_key
 from apps.offers.models import CapMetric, ConversionStatus, CouponCode, Goal
 from apps.offers.pricing import AmountRequired, payout_rule, revenue_rule
 from apps.offers.selectors import custom_payout_for, goal_for_code
+from apps.quality.leads import email_key
 from apps.quality.selectors import quality_profile_for_offer
 from apps.quality.services import (
     quality_fingerprint_follower,
     quality_score,
     quality_status,
 )
+from apps.quality.signals import History, history_from_values, history_with_click
 from apps.tracking import catalog, click_store
 from apps.tracking.enrichment import country_for_ip
 from apps.tracking.models import Click
@@ -214,6 +216,7 @@ class Attribution:
     click: Click
     coupon_code: str = ""
     converted: Converted | None = None  # read with the click; None when not
+    history: History | None = None  # the lead-quality history, read with the click; None when not
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,7 @@ _CONVERTED_SQL = """,
             WHERE click_id = tracking_click.click_id), false)"""
 
 
-def _attribute(params: Mapping[str, str]) -> Attribution:
+def _attribute(params: Mapping[str, str], *, now: datetime) -> Attribution:
     click_id = params["click_id"]
     if not click_id and params["coupon_code"]:
         return _attribute_coupon(code=params["coupon_code"], offer_id=params["offer_id"])
@@ -246,16 +249,31 @@ def _attribute(params: Mapping[str, str]) -> Attribution:
     if not token_like(click_id):
         raise PostbackRejected("unknown_click", http_status=404)
     order_id = params["order_id"]
-    if _order_id_valid(order_id):
-        click, extra = click_store.click_get_with(
-            click_id=click_id, also=_CONVERTED_SQL, also_params=[order_id]
+    if not _order_id_valid(order_id):  # refused later, once the click and its advertiser are known
+        click = click_store.click_get(click_id=click_id)
+        if click is None:
+            raise PostbackRejected("unknown_click", http_status=404)
+        return Attribution(click=click)
+    also, also_params = _CONVERTED_SQL, [order_id]
+    # The quality history too, when it depends on the click alone: the postback brings no
+    # shopper IP (the click's is compared) and no phone (its hash depends on the click's country).
+    with_history = ip_parse(params["ip"]) is None and not params["phone"].strip()
+    if with_history:
+        history_sql, history_params = history_with_click(
+            email_hash=email_key(params["email"]), now=now
         )
-    else:  # refused later, once the click and its advertiser are known
-        click, extra = click_store.click_get(click_id=click_id), None
+        also, also_params = also + history_sql, also_params + history_params
+    click, extra = click_store.click_get_with(click_id=click_id, also=also, also_params=also_params)
     if click is None:
         raise PostbackRejected("unknown_click", http_status=404)
-    converted = None if extra is None else Converted(goals=tuple(extra[0]), order_seen=extra[1])
-    return Attribution(click=click, converted=converted)
+    if extra is None:  # not in PostgreSQL yet (the buffer's copy)
+        return Attribution(click=click)
+    history = None
+    # A click stored before clicks kept their device key has none: its history is read apart.
+    if with_history and (click.ua_ip_hash or not click.ip):
+        history = history_from_values(extra[2:])
+    converted = Converted(goals=tuple(extra[0]), order_seen=extra[1])
+    return Attribution(click=click, converted=converted, history=history)
 
 
 def _order_id_valid(order_id: str) -> bool:
@@ -383,7 +401,7 @@ def conversion_record(
     fingerprint, its outbox rows and, when given, the call's inbound `log` row (which then gets
     its primary key); the outbox rows are kicked after it commits.
     """
-    attribution = _attribute(params)
+    attribution = _attribute(params, now=now)
     click = attribution.click
     offer = click.offer
     if log is not None:  # whatever is decided from here on, the click was read once already
@@ -455,6 +473,7 @@ def conversion_record(
         email=params["email"],
         phone=params["phone"],
         now=now,
+        history=attribution.history,
     )
     # The score's band may hold (pending, not silently paid) or reject; it never approves.
     status = quality_status(status=status, action=quality.action)

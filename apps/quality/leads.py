@@ -3,8 +3,10 @@ this module; only a keyed hash is stored, enough to see the same email or phone 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -80,3 +82,21 @@ def _hash_key() -> bytes:
 def lead_hash(value: str) -> str:
     """A keyed hash (HMAC-SHA256): equal inputs match, the value cannot be looked up by hash."""
     return hmac.new(_hash_key(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def email_key(email: str) -> str:
+    """The keyed hash of a valid email (case and outer spaces aside); empty for anything else."""
+    if not email.strip() or not email_check(email).valid:
+        return ""
+    return lead_hash("email:" + email.strip().lower())
+
+
+def device_key(user_agent: str, ip: str | None) -> str:
+    """The keyed hash of a visitor's user agent and IP, to see the same device again: the
+    fingerprint's ua_ip_hash, and the click's (computed when the click is stored). The IP in its
+    one canonical form, whichever way it was written. Empty without an IP."""
+    if not ip:
+        return ""
+    with contextlib.suppress(ValueError):  # not an address after all: hashed as written
+        ip = str(ipaddress.ip_address(ip))
+    return lead_hash(f"uaip:{user_agent}|{ip}")

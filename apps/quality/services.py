@@ -20,7 +20,7 @@ from apps.common.db import Follower, follower_insert
 from apps.conversions.models import Conversion, StatusChangeSource
 from apps.offers.models import ConversionStatus, Goal, Offer
 from apps.quality import signals as sig
-from apps.quality.leads import email_check, lead_hash, phone_check
+from apps.quality.leads import device_key, email_key, lead_hash, phone_check
 from apps.quality.models import LeadFingerprint, QualityAction, QualityNote, QualityProfile
 from apps.quality.selectors import ResolvedProfile, goal_timings, quality_profile_for_offer
 from apps.quality.signals import DEFAULT_WEIGHTS, REPEAT_IP_WINDOW, Reason, Signal
@@ -65,23 +65,23 @@ def quality_score(
     email: str = "",
     phone: str = "",
     profile: ResolvedProfile | None = None,
+    history: sig.History | None = None,
 ) -> QualityResult:
     """Score a conversion from its click and what the postback says, with the fast signals only
-    (the behavioural ones need many conversions: apps.quality.behaviour)."""
+    (the behavioural ones need many conversions: apps.quality.behaviour). `history`: read
+    already, with the click (signals.history_with_click); else read here."""
     profile = profile or quality_profile_for_offer(offer=offer)
     timings = goal_timings(goal=goal, offer=offer)
     # A conversion attributed by coupon code has no click, so no click-to-conversion time.
     seconds = (now - click.created_at).total_seconds() if click.created_at else None
     ip = conversion_ip or click.ip
-    email_hash = ""
-    if email.strip() and email_check(email).valid:
-        email_hash = lead_hash("email:" + email.strip().lower())
+    email_hash = email_key(email)
     phone_hash = ""
     if phone.strip():
         checked = phone_check(phone, country=click.country)
         if checked.e164:
             phone_hash = lead_hash("phone:" + checked.e164)
-    ua_ip_hash = lead_hash(f"uaip:{click.user_agent}|{ip}") if ip else ""
+    ua_ip_hash = device_key(click.user_agent, ip)
 
     timing = (
         []
@@ -91,15 +91,19 @@ def quality_score(
             sig.signal_too_slow(seconds=seconds, max_seconds=timings.max_seconds),
         ]
     )
-    history = sig.history_read(
-        ip=ip,
-        offer_id=offer.pk,
-        affiliate_id=click.affiliate_id,
-        click_id=click.click_id,
-        ua_ip_hash=ua_ip_hash,
-        email_hash=email_hash,
-        phone_hash=phone_hash,
-        now=now,
+    history = (
+        history
+        if history is not None
+        else sig.history_read(
+            ip=ip,
+            offer_id=offer.pk,
+            affiliate_id=click.affiliate_id,
+            click_id=click.click_id,
+            ua_ip_hash=ua_ip_hash,
+            email_hash=email_hash,
+            phone_hash=phone_hash,
+            now=now,
+        )
     )
     fired = [
         *timing,

@@ -7,8 +7,12 @@ re-score job (apps.quality.behaviour).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
 from apps.common.db import fetchone_prepared
 from apps.quality.hosting import asn_is_hosting, asn_name_for_ip
@@ -119,34 +123,62 @@ class History:
 
 # Each part is skipped (a constant) when its key is empty. click_id '' (a coupon conversion):
 # every other conversion counts, coupon ones included. The IP indexes (ip/click_ip, created_at)
-# serve both the offer and the affiliate count.
-_HISTORY_SQL = """
-SELECT
-  CASE WHEN %(ip)s::inet IS NULL THEN 0 ELSE (
+# serve both the offer and the affiliate count. Each {slot} is a parameter, or, when the history
+# is read with the click (history_with_click), the click's own column.
+_HISTORY_PARTS = """
+  CASE WHEN {ip} IS NULL THEN 0 ELSE (
     SELECT count(*) FROM (
       SELECT 1 FROM conversions_conversion
-      WHERE (ip = %(ip)s::inet OR click_ip = %(ip)s::inet) AND created_at >= %(ip_since)s
-        AND offer_id = %(offer_id)s AND (%(click_id)s = '' OR click_id <> %(click_id)s)
+      WHERE (ip = {ip} OR click_ip = {ip}) AND created_at >= {ip_since}
+        AND offer_id = {offer_id} AND ({click_id} = '' OR click_id <> {click_id})
       LIMIT 10) AS found) END,
-  CASE WHEN %(ip)s::inet IS NULL THEN 0 ELSE (
+  CASE WHEN {ip} IS NULL THEN 0 ELSE (
     SELECT count(*) FROM (
       SELECT 1 FROM conversions_conversion
-      WHERE (ip = %(ip)s::inet OR click_ip = %(ip)s::inet) AND created_at >= %(ip_since)s
-        AND affiliate_id = %(affiliate_id)s AND offer_id <> %(offer_id)s
-        AND (%(click_id)s = '' OR click_id <> %(click_id)s)
+      WHERE (ip = {ip} OR click_ip = {ip}) AND created_at >= {ip_since}
+        AND affiliate_id = {affiliate_id} AND offer_id <> {offer_id}
+        AND ({click_id} = '' OR click_id <> {click_id})
       LIMIT 10) AS found) END,
-  CASE WHEN %(ua_ip_hash)s = '' THEN ARRAY[]::text[] ELSE ARRAY(
+  CASE WHEN {ua_ip_hash} = '' THEN ARRAY[]::text[] ELSE ARRAY(
     SELECT DISTINCT sub1 FROM quality_leadfingerprint
-    WHERE affiliate_id = %(affiliate_id)s AND ua_ip_hash = %(ua_ip_hash)s
-      AND created_at >= %(subs_since)s
+    WHERE affiliate_id = {affiliate_id} AND ua_ip_hash = {ua_ip_hash}
+      AND created_at >= {subs_since}
     LIMIT 50) END,
-  CASE WHEN %(email_hash)s = '' THEN 0 ELSE (
+  CASE WHEN {email_hash} = '' THEN 0 ELSE (
     SELECT count(*) FROM quality_leadfingerprint
-    WHERE offer_id = %(offer_id)s AND email_hash = %(email_hash)s AND email_hash <> '') END,
-  CASE WHEN %(phone_hash)s = '' THEN 0 ELSE (
+    WHERE offer_id = {offer_id} AND email_hash = {email_hash} AND email_hash <> '') END,
+  CASE WHEN {phone_hash} = '' THEN 0 ELSE (
     SELECT count(*) FROM quality_leadfingerprint
-    WHERE offer_id = %(offer_id)s AND phone_hash = %(phone_hash)s AND phone_hash <> '') END
-"""
+    WHERE offer_id = {offer_id} AND phone_hash = {phone_hash} AND phone_hash <> '') END"""
+_SLOT = re.compile(r"\{(\w+)\}")
+_CLICK_COLUMNS = {
+    "ip": "tracking_click.ip",
+    "offer_id": "tracking_click.offer_id",
+    "affiliate_id": "tracking_click.affiliate_id",
+    "click_id": "tracking_click.click_id",
+    "ua_ip_hash": "tracking_click.ua_ip_hash",
+}
+
+
+@cache
+def _history_template(*, from_click: bool) -> tuple[str, tuple[str, ...]]:
+    """_HISTORY_PARTS with its slots filled. Alone: named parameters. Read with the click: the
+    click's columns where it has them, positional parameters for the rest (their names are
+    returned in order: the click's statement is positional). The IP is typed: it may be NULL."""
+    names: list[str] = []
+
+    def fill(slot: re.Match[str]) -> str:
+        name = slot.group(1)
+        if not from_click:
+            placeholder = f"%({name})s"
+        elif name in _CLICK_COLUMNS:
+            return _CLICK_COLUMNS[name]
+        else:
+            names.append(name)
+            placeholder = "%s"
+        return placeholder + "::inet" if name == "ip" else placeholder
+
+    return _SLOT.sub(fill, _HISTORY_PARTS), tuple(names)
 
 
 def history_read(
@@ -161,28 +193,46 @@ def history_read(
     now: datetime,
 ) -> History:
     """One round trip for every signal that compares with earlier conversions."""
-    row = fetchone_prepared(
-        _HISTORY_SQL,
-        {
-            "ip": ip or None,
-            "ip_since": now - REPEAT_IP_WINDOW,
-            "offer_id": offer_id,
-            "affiliate_id": affiliate_id,
-            "click_id": click_id,
-            "ua_ip_hash": ua_ip_hash,
-            "subs_since": now - SUBS_WINDOW,
-            "email_hash": email_hash,
-            "phone_hash": phone_hash,
-        },
-    )
+    params = {
+        "ip": ip or None,
+        "ip_since": now - REPEAT_IP_WINDOW,
+        "offer_id": offer_id,
+        "affiliate_id": affiliate_id,
+        "click_id": click_id,
+        "ua_ip_hash": ua_ip_hash,
+        "subs_since": now - SUBS_WINDOW,
+        "email_hash": email_hash,
+        "phone_hash": phone_hash,
+    }
+    row = fetchone_prepared("SELECT" + _history_template(from_click=False)[0], params)
     if row is None:  # cannot happen: a SELECT of constants and aggregates has its one row
         return History()
+    return history_from_values(row)
+
+
+def history_with_click(*, email_hash: str, now: datetime) -> tuple[str, list[Any]]:
+    """The history as select-list expressions (from ", ") for the statement that reads the click
+    itself (apps.tracking.click_store.click_get_with), and their parameters: the IP, the device
+    key, the offer and the affiliate are the click's. For a conversion that brings no IP and no
+    phone of its own (else: history_read). Read back with history_from_values."""
+    values = {
+        "ip_since": now - REPEAT_IP_WINDOW,
+        "subs_since": now - SUBS_WINDOW,
+        "email_hash": email_hash,
+        "phone_hash": "",
+    }
+    sql, names = _history_template(from_click=True)
+    return "," + sql, [values[name] for name in names]
+
+
+def history_from_values(values: Sequence[Any]) -> History:
+    ip_on_offer, ip_on_affiliate, device_subs, email_seen, phone_seen = values
     return History(
-        ip_on_offer=row[0],
-        ip_on_affiliate=row[1],
-        device_subs=frozenset(row[2]),
-        email_seen=row[3],
-        phone_seen=row[4],
+        ip_on_offer=ip_on_offer,
+        ip_on_affiliate=ip_on_affiliate,
+        device_subs=frozenset(device_subs),
+        email_seen=email_seen,
+        phone_seen=phone_seen,
     )
 
 

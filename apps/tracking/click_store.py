@@ -48,6 +48,7 @@ COLUMNS = (
     "aff_click_id",
     "creative_id",
     "url_id",
+    "ua_ip_hash",
 )
 _DEFAULTS: dict[str, Any] = {
     "ip": None,
@@ -71,6 +72,7 @@ _DEFAULTS: dict[str, Any] = {
     "aff_click_id": "",
     "creative_id": "",
     "url_id": "",
+    "ua_ip_hash": "",
 }
 _COLUMN_LIST = ", ".join(COLUMNS)
 

@@ -11,6 +11,7 @@ from geoip2fast import GeoIP2Fast
 from ua_parser import parse as ua_parse
 
 from apps.offers.models import DeviceType, OsFamily
+from apps.quality.leads import device_key
 
 
 @cache
@@ -117,6 +118,7 @@ def click_enrich(click: dict[str, Any], *, buffered_unique: bool) -> None:
     )
     if not click.get("country"):
         click["country"] = country_for_ip(click.get("ip"))
+    click["ua_ip_hash"] = device_key(user_agent, click.get("ip"))
     click["is_unique"] = (
         buffered_unique
         and not click["is_bot"]

@@ -49,6 +49,10 @@ class Click(models.Model):
     aff_click_id = models.CharField(max_length=255, blank=True)
     creative_id = models.CharField(max_length=64, blank=True)
     url_id = models.CharField(max_length=64, blank=True)
+    # The visitor's device key (apps.quality.leads.device_key: a keyed hash of user agent and
+    # IP), computed when the click is stored: a postback's lead-quality history can then be
+    # read in the same statement as its click. Empty for clicks stored before it existed.
+    ua_ip_hash = models.CharField(max_length=64, blank=True, db_default="")
 
     class Meta:
         indexes = [

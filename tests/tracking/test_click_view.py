@@ -11,6 +11,7 @@ import time_machine
 
 from apps.offers.models import AccessStatus, OfferStatus, OfferVisibility
 from apps.partners.models import AffiliateStatus
+from apps.quality.leads import device_key
 from apps.tracking.click_ids import click_id_time
 from apps.tracking.models import Click
 from tests import factories
@@ -135,6 +136,8 @@ def test_click_redirects_with_every_macro_filled_and_stores_the_click(
         "aff_click_id": "AFF-123",
         "creative_id": "cr9",
         "url_id": "lp2",
+        # The device key the lead-quality history is read with (apps.quality.leads).
+        "ua_ip_hash": device_key(BROWSER_UA, PUBLIC_IP),
     }
 
     cookie = response.cookies["ocpa_cid"]
