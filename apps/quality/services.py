@@ -81,7 +81,12 @@ def quality_score(
         checked = phone_check(phone, country=click.country)
         if checked.e164:
             phone_hash = lead_hash("phone:" + checked.e164)
-    ua_ip_hash = device_key(click.user_agent, ip)
+    # The click's own IP: the key the drain stored with it (when it did), not computed again.
+    ua_ip_hash = (
+        click.ua_ip_hash
+        if click.ua_ip_hash and not conversion_ip
+        else device_key(click.user_agent, ip)
+    )
 
     timing = (
         []

@@ -52,7 +52,7 @@ class Click(models.Model):
     # The visitor's device key (apps.quality.leads.device_key: a keyed hash of user agent and
     # IP), computed when the click is stored: a postback's lead-quality history can then be
     # read in the same statement as its click. Empty for clicks stored before it existed.
-    ua_ip_hash = models.CharField(max_length=64, blank=True, db_default="")
+    ua_ip_hash = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [
