@@ -139,8 +139,8 @@ def _insert_plan(model: type[models.Model]) -> tuple[tuple[str, type | None, boo
 
 def _insert_values(obj: models.Model, fields: Sequence[models.Field]) -> list[Any]:
     """Each field's value as Model.save() prepares it (defaults, auto_now, JSON, inet). A value
-    that preparation would give back unchanged is taken as it is: preparing every field took a
-    third of the web CPU of a new conversion's statement."""
+    that preparation would give back unchanged is taken as it is (a conversion's 40 fields: 19
+    instead of 31 us)."""
     # The thread's own wrapper, not the `connection` proxy: each field looks at it several times.
     db = connections[DEFAULT_DB_ALIAS]
     values = obj.__dict__
