@@ -240,7 +240,9 @@ _CONVERTED_SQL = """,
             WHERE click_id = tracking_click.click_id), false)"""
 
 
-def _attribute(params: Mapping[str, str], *, now: datetime) -> Attribution:
+def _attribute(
+    params: Mapping[str, str], *, shopper_ip: str | None, email_hash: str, now: datetime
+) -> Attribution:
     click_id = params["click_id"]
     if not click_id and params["coupon_code"]:
         return _attribute_coupon(code=params["coupon_code"], offer_id=params["offer_id"])
@@ -257,11 +259,9 @@ def _attribute(params: Mapping[str, str], *, now: datetime) -> Attribution:
     also, also_params = _CONVERTED_SQL, [order_id]
     # The quality history too, when it depends on the click alone: the postback brings no
     # shopper IP (the click's is compared) and no phone (its hash depends on the click's country).
-    with_history = ip_parse(params["ip"]) is None and not params["phone"].strip()
+    with_history = shopper_ip is None and not params["phone"].strip()
     if with_history:
-        history_sql, history_params = history_with_click(
-            email_hash=email_key(params["email"]), now=now
-        )
+        history_sql, history_params = history_with_click(email_hash=email_hash, now=now)
         also, also_params = also + history_sql, also_params + history_params
     click, extra = click_store.click_get_with(click_id=click_id, also=also, also_params=also_params)
     if click is None:
@@ -401,7 +401,11 @@ def conversion_record(
     fingerprint, its outbox rows and, when given, the call's inbound `log` row (which then gets
     its primary key); the outbox rows are kicked after it commits.
     """
-    attribution = _attribute(params, now=now)
+    # Each once: the click's read may need them (the quality history), and the score does.
+    parsed_ip = ip_parse(params["ip"])
+    shopper_ip = str(parsed_ip) if parsed_ip else None
+    email_hash = email_key(params["email"])
+    attribution = _attribute(params, shopper_ip=shopper_ip, email_hash=email_hash, now=now)
     click = attribution.click
     offer = click.offer
     if log is not None:  # whatever is decided from here on, the click was read once already
@@ -461,8 +465,6 @@ def conversion_record(
         revenue = revenue_rule(goal).apply(sale_amount=sale_amount, currency=offer.currency)
     except AmountRequired as exc:
         raise PostbackRejected("amount_required") from exc
-    parsed_ip = ip_parse(params["ip"])
-    shopper_ip = str(parsed_ip) if parsed_ip else None
     country = country_for_ip(shopper_ip)
     quality = quality_score(
         click=click,
@@ -471,6 +473,7 @@ def conversion_record(
         conversion_ip=shopper_ip,
         conversion_country=country,
         email=params["email"],
+        email_hash=email_hash,
         phone=params["phone"],
         now=now,
         history=attribution.history,

@@ -63,19 +63,21 @@ def quality_score(
     now: datetime,
     goal: Goal | None = None,
     email: str = "",
+    email_hash: str | None = None,
     phone: str = "",
     profile: ResolvedProfile | None = None,
     history: sig.History | None = None,
 ) -> QualityResult:
     """Score a conversion from its click and what the postback says, with the fast signals only
-    (the behavioural ones need many conversions: apps.quality.behaviour). `history`: read
-    already, with the click (signals.history_with_click); else read here."""
+    (the behavioural ones need many conversions: apps.quality.behaviour). `email_hash` (of
+    `email`, leads.email_key) and `history` (read with the click: signals.history_with_click)
+    when the caller has them already; else computed and read here."""
     profile = profile or quality_profile_for_offer(offer=offer)
     timings = goal_timings(goal=goal, offer=offer)
     # A conversion attributed by coupon code has no click, so no click-to-conversion time.
     seconds = (now - click.created_at).total_seconds() if click.created_at else None
     ip = conversion_ip or click.ip
-    email_hash = email_key(email)
+    email_hash = email_key(email) if email_hash is None else email_hash
     phone_hash = ""
     if phone.strip():
         checked = phone_check(phone, country=click.country)
