@@ -32,6 +32,18 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/postback", timeout=2).status_code == 400
+    except requests.ConnectionError:
+        return False
+
+
+def _workers_started(log: Path, workers: int) -> bool:
+    text = log.read_text()
+    return all(f"Started worker-{number}" in text for number in range(1, workers + 1))
+
+
 @pytest.fixture
 def server(tmp_path) -> Iterator[str]:
     """`granian` with two single-threaded workers, as scripts/serve.sh runs it."""
@@ -61,12 +73,9 @@ def server(tmp_path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/postback", timeout=2).status_code == 400:
-                    break
-            except requests.ConnectionError:
-                pass
+        # Every worker started, not only the first to answer: granian 2.8 told to stop while a
+        # worker is still importing Django waits for it forever (seen on a slow run).
+        while not _answers(url) or not _workers_started(tmp_path / "granian.log", 2):
             assert process.poll() is None, (tmp_path / "granian.log").read_text()
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.2)
