@@ -21,6 +21,7 @@ from apps.common.db import (
     insert_with_followers,
     model_columns,
     model_from_row,
+    model_new,
 )
 from apps.common.errors import DomainError
 from apps.common.money import InvalidAmount, amount_parse
@@ -481,7 +482,8 @@ def conversion_record(
     # The score's band may hold (pending, not silently paid) or reject; it never approves.
     status = quality_status(status=status, action=quality.action)
 
-    conversion = Conversion(
+    conversion = model_new(
+        Conversion,
         **(_click_snapshot(click) if click.click_id else {}),
         offer=offer,
         affiliate_id=click.affiliate_id,
@@ -605,7 +607,8 @@ def postback_log_entry(
 ) -> InboundPostbackLog:
     """The inbound log row of a call, before its decision: the request as the debugger shows
     it (parameters, relevant headers, raw body; secrets masked, sizes bounded)."""
-    return InboundPostbackLog(
+    return model_new(
+        InboundPostbackLog,
         method=method[:8],
         path=path[:64],
         ip=request_ip,

@@ -16,7 +16,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F
 
-from apps.common.db import Follower, follower_insert
+from apps.common.db import Follower, follower_insert, model_new
 from apps.conversions.models import Conversion, StatusChangeSource
 from apps.offers.models import ConversionStatus, Goal, Offer
 from apps.quality import signals as sig
@@ -163,7 +163,8 @@ def quality_fingerprint_follower(*, conversion: Conversion, result: QualityResul
     """The hashes later conversions are compared against, written by the conversion's own
     INSERT (apps.common.db.insert_with_followers)."""
     return follower_insert(
-        LeadFingerprint(
+        model_new(
+            LeadFingerprint,
             offer_id=conversion.offer_id,
             affiliate_id=conversion.affiliate_id,
             sub1=conversion.sub1,

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from django.db import connection, transaction
 
-from apps.common.db import fetchone_prepared
+from apps.common.db import fetchone_prepared, model_new
 from apps.tracking import catalog, partitions
 from apps.tracking.buffer import click_pending_get
 from apps.tracking.click_ids import click_id_time
@@ -150,7 +150,9 @@ def click_get_with(
     extra = None
     if row is not None:
         columns = len(_CLICK_FIELDS)
-        click: Click | None = Click(**dict(zip(_CLICK_FIELDS, row[:columns], strict=True)))
+        click: Click | None = model_new(
+            Click, **dict(zip(_CLICK_FIELDS, row[:columns], strict=True))
+        )
         extra = tuple(row[columns:])
     elif click_id_time(click_id) is not None:
         click = _click_pending(click_id)

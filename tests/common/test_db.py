@@ -16,6 +16,7 @@ from django.db import (
     connection,
     connections,
 )
+from django.db.models.signals import post_init
 from django.utils import timezone
 
 from apps.common.db import (
@@ -24,9 +25,11 @@ from apps.common.db import (
     fetchone_prepared,
     follower_insert,
     insert_with_followers,
+    model_new,
 )
 from apps.conversions.models import Conversion, InboundPostbackLog
 from apps.quality.models import LeadFingerprint
+from apps.tracking.models import Click
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -211,3 +214,73 @@ def test_a_value_of_another_type_takes_the_fields_own_path():
         position = names.index(name)
         assert _compared([fast[position]]) == _compared([django_way[position]])
     assert fast[names.index("click_created_at")].tzinfo is not None
+
+
+def _built(obj: object) -> tuple[dict[str, object], tuple[object, ...]]:
+    """An instance's field values and its state, for comparing two ways of building it."""
+    values = {key: value for key, value in vars(obj).items() if key != "_state"}
+    state = obj._state  # type: ignore[attr-defined]
+    return values, (state.adding, state.db, dict(state.fields_cache))
+
+
+def test_model_new_builds_what_the_model_builds():
+    """Field values given by name or attname, related objects (set and cached through their
+    descriptor), fixed and callable defaults for what was not given."""
+    click = factories.ClickFactory(ip="203.0.113.9", sub1="s1")
+    goal = factories.GoalFactory(offer=click.offer)
+    now = timezone.now()
+    conversion = {
+        "offer": click.offer,
+        "affiliate_id": click.affiliate_id,
+        "goal": goal,
+        "click_id": click.click_id,
+        "click_created_at": click.created_at,
+        "order_id": "o-1",
+        "status": "approved",
+        "currency": "USD",
+        "sale_amount": Decimal("10.00"),
+        "payout": Decimal("1.00"),
+        "revenue": Decimal("2.00"),
+        "ip": None,
+        "quality_reasons": ["repeat_ip_on_offer"],
+        "created_at": now,
+    }
+    click_row = {name: getattr(click, name) for name in ("id", "click_id", "offer_id", "ip")}
+    cases = [
+        (Conversion, conversion),
+        (Click, click_row),
+        (LeadFingerprint, {"offer_id": 1, "affiliate_id": 2, "sub1": "s", "created_at": now}),
+        (InboundPostbackLog, {"method": "GET", "path": "/postback", "params": {"a": "b"}}),
+        (InboundPostbackLog, {}),
+    ]
+    for model, values in cases:
+        assert _built(model_new(model, **values)) == _built(model(**values)), model.__name__
+    built = model_new(Conversion, **conversion)
+    assert built.offer is click.offer and built.goal is goal  # cached, no query
+    assert built.offer_id == click.offer_id and built.goal_id == goal.pk
+    # A callable default is called for each object: no two share a dict.
+    first, second = model_new(InboundPostbackLog), model_new(InboundPostbackLog)
+    assert first.params == {} and first.params is not second.params
+
+
+def test_model_new_refuses_what_the_model_refuses():
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        model_new(LeadFingerprint, no_such_field=1)
+    with pytest.raises(ValueError, match="must be a"):
+        model_new(Conversion, offer=factories.AffiliateFactory())
+
+
+def test_model_new_sends_init_signals_when_someone_listens():
+    seen = []
+
+    def receiver(sender: type, instance: object, **kwargs: object) -> None:
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=LeadFingerprint)
+    try:
+        fingerprint = model_new(LeadFingerprint, sub1="s")
+    finally:
+        post_init.disconnect(receiver, sender=LeadFingerprint)
+    assert seen == [fingerprint]
+    model_new(LeadFingerprint, sub1="s")  # no receiver now: the fast path
+    assert len(seen) == 1
