@@ -221,7 +221,7 @@ def insert_unless_conflict(obj: models.Model) -> bool:
     Values are prepared by each field as Model.save() prepares them (defaults, auto_now, JSON,
     inet); no signals are sent. Returns True and sets the primary key when the row went in."""
     sql, fields = _insert_sql(type(obj))
-    row = fetchone_prepared(f"{sql} RETURNING {_pk_column(obj)}", _insert_values(obj, fields))
+    row = fetchone_prepared(f"{sql} RETURNING {_pk_column(type(obj))}", _insert_values(obj, fields))
     if row is None:
         return False
     _inserted(obj, row[0])
@@ -243,18 +243,26 @@ class Follower:
 def follower_insert(obj: models.Model, *, link: str) -> Follower:
     """Insert `obj` with its foreign key `link` pointing at the new row; the result is the
     primary key `obj` got (None if a unique constraint already held its twin)."""
-    insert, fields = _insert_sql(type(obj))
-    linked = obj._meta.get_field(link)
-    values = ", ".join("new.id" if field is linked else "%s" for field in fields)
+    sql, result, fields, linked = _follower_sql(type(obj), link)
     params = tuple(
         value
         for field, value in zip(fields, _insert_values(obj, fields), strict=True)
         if field is not linked
     )
+    return Follower(sql, params, result=result)
+
+
+@cache
+def _follower_sql(
+    model: type[models.Model], link: str
+) -> tuple[str, str, tuple[models.Field, ...], models.Field]:
+    insert, fields = _insert_sql(model)
+    linked = model._meta.get_field(link)
+    values = ", ".join("new.id" if field is linked else "%s" for field in fields)
     # Table and column names come from the model, never from a request.
-    into, pk = insert[: insert.index(" VALUES (")], _pk_column(obj)
+    into, pk = insert[: insert.index(" VALUES (")], _pk_column(model)
     sql = f"{into} SELECT {values} FROM new ON CONFLICT DO NOTHING RETURNING {pk}"  # noqa: S608
-    return Follower(sql, params, result=f"(SELECT {pk} FROM {{}})")  # noqa: S608
+    return sql, f"(SELECT {pk} FROM {{}})", fields, cast(models.Field, linked)  # noqa: S608
 
 
 def insert_with_followers(obj: models.Model, followers: Sequence[Follower]) -> list[Any] | None:
@@ -262,24 +270,36 @@ def insert_with_followers(obj: models.Model, followers: Sequence[Follower]) -> l
     insert_unless_conflict), and with it, in one statement (one round trip, atomic on its own),
     the followers' rows. Returns the followers' results in order, or None (and nothing written)
     when the object was already there."""
-    insert, fields = _insert_sql(type(obj))
-    parts = [f"WITH new AS ({insert} RETURNING *)"]
+    fields = _insert_sql(type(obj))[1]
     params: list[Any] = _insert_values(obj, fields)
-    results = []
-    for number, follower in enumerate(followers):
-        parts.append(f", follower{number} AS ({follower.sql})")
+    for follower in followers:
         params.extend(follower.params)
-        if follower.result is not None:
-            results.append(follower.result.format(f"follower{number}"))
-    # Every part is SQL written in this code base (models, followers), never from a request.
-    selected = "".join(", " + result for result in results)
-    parts.append(f"SELECT new.{_pk_column(obj)}{selected} FROM new")  # noqa: S608
-    row = fetchone_prepared("\n".join(parts), params)
+    sql = _with_followers_sql(type(obj), tuple((f.sql, f.result) for f in followers))
+    row = fetchone_prepared(sql, params)
     if row is None:
         return None
     _inserted(obj, row[0])
     return list(row[1:])
 
 
-def _pk_column(obj: models.Model) -> str:
-    return connection.ops.quote_name(str(obj._meta.pk.column))  # type: ignore[union-attr]
+@cache
+def _with_followers_sql(
+    model: type[models.Model], followers: tuple[tuple[str, str | None], ...]
+) -> str:
+    """insert_with_followers' statement for the model and its followers' (sql, result): fixed
+    text written in this code base (as every prepared statement), so there are few of them."""
+    parts = [f"WITH new AS ({_insert_sql(model)[0]} RETURNING *)"]
+    results = []
+    for number, (sql, result) in enumerate(followers):
+        parts.append(f", follower{number} AS ({sql})")
+        if result is not None:
+            results.append(result.format(f"follower{number}"))
+    # Every part is SQL written in this code base (models, followers), never from a request.
+    selected = "".join(", " + result for result in results)
+    parts.append(f"SELECT new.{_pk_column(model)}{selected} FROM new")  # noqa: S608
+    return "\n".join(parts)
+
+
+@cache
+def _pk_column(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(str(model._meta.pk.column))  # type: ignore[union-attr]

@@ -90,6 +90,7 @@ def asn_name_for_ip(ip: str | None) -> str:
     return name if isinstance(name, str) and name != "IANA.ORG" else ""
 
 
+@lru_cache(maxsize=4096)  # a few thousand networks send nearly all traffic
 def asn_is_hosting(asn_name: str) -> bool:
     upper = asn_name.upper()
     if any(name in upper for name in _NOT_HOSTING):
