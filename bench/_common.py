@@ -12,7 +12,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-PY = str(ROOT / ".venv" / "bin" / "python")
+# The venv the server runs from too (scripts/serve.sh, the Makefile: VENV, default .venv).
+PY = str(ROOT / os.environ.get("VENV", ".venv") / "bin" / "python")
 UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0 Safari/537.36"
