@@ -61,13 +61,13 @@ def model_from_row(model: type[ModelT], row: Sequence[Any]) -> ModelT:
 def _new_plan(
     model: type[models.Model],
 ) -> tuple[dict[str, Any], tuple[tuple[str, str, Callable[[], Any]], ...], dict[str, str]]:
-    """For model_new: the defaults that are fixed values (every field without a callable
-    default), the fields whose default is called per instance, and each field's attname by its
-    name and by its attname."""
+    """For model_new: the defaults that are fixed values, the fields whose default is made per
+    instance (a callable default; a database default, which Django marks with a new expression
+    each time), and each field's attname by its name and by its attname."""
     fixed, called, attnames = {}, [], {}
     for field in model._meta.concrete_fields:
         attnames[field.name] = attnames[field.attname] = field.attname
-        if field.has_default() and callable(field.default):
+        if (field.has_default() and callable(field.default)) or field.has_db_default():
             called.append((field.name, field.attname, field.get_default))
         else:
             fixed[field.attname] = field.get_default()

@@ -19,6 +19,7 @@ from django.db import (
 from django.db.models.signals import post_init
 from django.utils import timezone
 
+from apps.commissions.models import AccrualQueue
 from apps.common.db import (
     _insert_sql,
     _insert_values,
@@ -252,6 +253,7 @@ def test_model_new_builds_what_the_model_builds():
         (LeadFingerprint, {"offer_id": 1, "affiliate_id": 2, "sub1": "s", "created_at": now}),
         (InboundPostbackLog, {"method": "GET", "path": "/postback", "params": {"a": "b"}}),
         (InboundPostbackLog, {}),
+        (AccrualQueue, {"conversion_id": 1}),  # a database default (queued_at)
     ]
     for model, values in cases:
         assert _built(model_new(model, **values)) == _built(model(**values)), model.__name__
@@ -261,6 +263,8 @@ def test_model_new_builds_what_the_model_builds():
     # A callable default is called for each object: no two share a dict.
     first, second = model_new(InboundPostbackLog), model_new(InboundPostbackLog)
     assert first.params == {} and first.params is not second.params
+    # A database default is a new expression for each object, as Django makes it.
+    assert model_new(AccrualQueue).queued_at is not model_new(AccrualQueue).queued_at
 
 
 def test_model_new_refuses_what_the_model_refuses():
