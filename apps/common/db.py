@@ -156,10 +156,9 @@ def fetchone_prepared(
 
 # The fields whose preparation for the database (pre_save, then get_db_prep_save) gives back a
 # value of these exact types unchanged: a str for a CharField, a bool, an aware datetime for a
-# DateTimeField that does not fill itself in (auto_now). Everything else takes the field's own
-# path: integers, which Django wraps in psycopg's Int2/Int4/Int8 so that a parameter's type does
-# not change with its size (psycopg would pick int2 for 1, int4 for 100000), and JSON, inet,
-# Decimal, naive times, None where NULL is not allowed.
+# DateTimeField that does not fill itself in (auto_now). Integers (integer fields, and foreign
+# keys to one) are given the wrapper Django gives them (_int_wrapper). Everything else takes the
+# field's own path: JSON, inet, Decimal, naive times, None where NULL is not allowed.
 _PLAIN_TYPES: dict[type[models.Field], type] = {
     models.CharField: str,
     models.TextField: str,
@@ -174,27 +173,47 @@ def _fills_itself_in(field: models.Field) -> bool:
 
 
 def _plain_type(field: models.Field) -> type | None:
-    return None if _fills_itself_in(field) else _PLAIN_TYPES.get(type(field))
+    if _fills_itself_in(field):
+        return None
+    related = field.many_to_one or field.one_to_one
+    target = cast(models.ForeignKey, field).target_field if related else field
+    if isinstance(target, models.IntegerField):
+        return int
+    return _PLAIN_TYPES.get(type(field))
+
+
+def _int_wrapper(field: models.Field) -> Callable[[int], Any] | None:
+    """What Django puts an int in for this field: psycopg's Int2/Int4/Int8 for an integer
+    column, so a parameter's type never changes with its size (psycopg alone would pick int2 for
+    1, int4 for 100000); nothing for an auto primary key (a foreign key to one included)."""
+    sample = field.get_db_prep_save(1, connection)
+    return None if type(sample) is int else type(sample)
 
 
 @cache
-def _insert_plan(model: type[models.Model]) -> tuple[tuple[str, type | None, bool], ...]:
-    """Per field: its attribute, the type its values pass through as, whether None does."""
-    return tuple(
-        (field.attname, _plain_type(field), field.null and not _fills_itself_in(field))
-        for field in _insert_sql(model)[1]
-    )
+def _insert_plan(
+    model: type[models.Model],
+) -> tuple[tuple[str, type | None, bool, Callable[[int], Any] | None], ...]:
+    """Per field: its attribute, the type its values pass through as, whether None does, and
+    for an integer the wrapper it goes in."""
+    plan = []
+    for field in _insert_sql(model)[1]:
+        plain = _plain_type(field)
+        wrap = _int_wrapper(field) if plain is int else None
+        plan.append((field.attname, plain, field.null and not _fills_itself_in(field), wrap))
+    return tuple(plan)
 
 
 def _insert_values(obj: models.Model, fields: Sequence[models.Field]) -> list[Any]:
     """Each field's value as Model.save() prepares it (defaults, auto_now, JSON, inet). A value
-    that preparation would give back unchanged is taken as it is (a conversion's 40 fields: 19
-    instead of 31 us)."""
+    that preparation would give back unchanged (an int: wrapped as it would) is taken as it is:
+    a conversion's 40 fields 19 instead of 31 us for strings, booleans and times; with the
+    integers too, a postback's three rows 24 instead of 31 us."""
     # The thread's own wrapper, not the `connection` proxy: each field looks at it several times.
     db = connections[DEFAULT_DB_ALIAS]
     values = obj.__dict__
     prepared: list[Any] = []
-    for field, (attname, plain, null) in zip(fields, _insert_plan(type(obj)), strict=True):
+    for field, (attname, plain, null, wrap) in zip(fields, _insert_plan(type(obj)), strict=True):
         value: Any = values.get(attname, _UNSET)
         if value is None and null:
             prepared.append(None)
@@ -203,7 +222,7 @@ def _insert_values(obj: models.Model, fields: Sequence[models.Field]) -> list[An
             and type(value) is plain
             and (plain is not datetime or cast(datetime, value).utcoffset() is not None)
         ):
-            prepared.append(value)
+            prepared.append(value if wrap is None else wrap(cast(int, value)))
         else:
             prepared.append(field.get_db_prep_save(field.pre_save(obj, add=True), db))
     return prepared

@@ -205,13 +205,15 @@ def test_a_value_of_another_type_takes_the_fields_own_path():
     # A naive time (made aware, with a warning).
     conversion.click_created_at = datetime(2026, 1, 2, 3, 4, 5)  # noqa: DTZ001
     conversion.goal_once = 1  # an int where a bool goes: as the field makes it
+    conversion.quality_score = "7"  # text where an int goes: made an int, then wrapped
+    conversion.affiliate_id = True  # a bool is no int here
     fields = _insert_sql(Conversion)[1]
     with pytest.warns(RuntimeWarning, match="naive datetime"):
         fast = _insert_values(conversion, fields)
     with pytest.warns(RuntimeWarning, match="naive datetime"):
         django_way = _as_django_prepares(conversion, fields)
     names = [field.name for field in fields]
-    for name in ("click_created_at", "goal_once"):
+    for name in ("click_created_at", "goal_once", "quality_score", "affiliate"):
         position = names.index(name)
         assert _compared([fast[position]]) == _compared([django_way[position]])
     assert fast[names.index("click_created_at")].tzinfo is not None
