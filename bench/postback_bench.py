@@ -78,6 +78,15 @@ def _database_recreate(env: dict[str, str]) -> None:
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
+def demo_network_create(env: dict[str, str]) -> dict[str, Any]:
+    """The bench database from scratch (dropped, migrated, its Redis db emptied) with the demo
+    network; returns seed_demo's JSON (ids, the advertiser's token)."""
+    _database_recreate(env)
+    run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env)
+    django(env, "from apps.common.redis import redis_client; redis_client().flushdb()")
+    return json.loads(run([PY, "manage.py", "seed_demo", "--json"], env))
+
+
 def _analyze(env: dict[str, str]) -> None:
     """Statistics for the tables the warm-up filled, as autovacuum keeps them on a live database
     (a fresh table's planner estimates would pick the wrong indexes), and a checkpoint: the
@@ -304,10 +313,7 @@ def main() -> None:
     env = bench_env(
         database=DB_NAME, redis_db=REDIS_DB, port=args.port, web_workers=args.web_workers
     )
-    _database_recreate(env)
-    run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env)
-    django(env, "from apps.common.redis import redis_client; redis_client().flushdb()")
-    demo = json.loads(run([PY, "manage.py", "seed_demo", "--json"], env))
+    demo = demo_network_create(env)
     token = demo["advertiser_token"]
     work = Path(tempfile.mkdtemp(prefix="opencpa-pb-bench-"))
     warm_ids, run_ids, retry_ids = work / "warm.txt", work / "run.txt", work / "retry.txt"

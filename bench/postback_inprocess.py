@@ -19,8 +19,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from _common import PY, ROOT, bench_env, django, run
-from postback_bench import DB_NAME, REDIS_DB, _analyze, _clicks_create, _database_recreate
+from _common import ROOT, bench_env, django
+from postback_bench import DB_NAME, REDIS_DB, _analyze, _clicks_create, demo_network_create
 
 WARM = 2000  # postbacks before ANALYZE, as the HTTP benchmark's warm-up
 
@@ -83,10 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     env = bench_env(database=DB_NAME, redis_db=REDIS_DB, port=0, web_workers=1)
-    _database_recreate(env)
-    run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env)
-    django(env, "from apps.common.redis import redis_client; redis_client().flushdb()")
-    demo = json.loads(run([PY, "manage.py", "seed_demo", "--json"], env))
+    demo = demo_network_create(env)
     ids_file = Path(tempfile.mkdtemp(prefix="opencpa-pb-inproc-")) / "clicks.txt"
     _clicks_create(
         env,

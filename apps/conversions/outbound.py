@@ -242,11 +242,17 @@ RETURNING id, state
 """  # noqa: S608 - no part of it comes from a request
 
 
+# A new conversion: its rows, written by its own INSERT (outbox_follower), and their ids to
+# deliver. Built once, like the statements below: the postback path runs it on every call.
+_NEW_ROWS_SQL = _rows_for_new_sql()
+_NEW_ROWS_PENDING = (
+    f"ARRAY(SELECT id FROM {{}} WHERE state = '{OutboxState.PENDING.value}' ORDER BY id)"  # noqa: S608
+)
 # A status change (or a resend's catch-up): the conversion's rows, from its row as stored.
 _WRITE_SQL = f"""
 WITH new AS (
     SELECT id, affiliate_id, offer_id, goal_id, status FROM conversions_conversion WHERE id = %s)
-{_rows_for_new_sql()}"""  # noqa: S608 - no part of it comes from a request
+{_NEW_ROWS_SQL}"""  # noqa: S608 - no part of it comes from a request
 # A backfill: the newest conversions one postback covers, and rows for that postback only.
 _BACKFILL_SQL = f"""
 WITH new AS (
@@ -273,12 +279,7 @@ def _pending_ids(inserted: Iterable[tuple[int, str]]) -> list[int]:
 def outbox_follower(*, now: datetime) -> Follower:
     """The outbox rows of a conversion being inserted, written by its INSERT
     (apps.common.db.insert_with_followers); its result: the ids of the rows to deliver."""
-    pending = OutboxState.PENDING.value
-    return Follower(
-        _rows_for_new_sql(),
-        _rows_params(now),
-        result=f"ARRAY(SELECT id FROM {{}} WHERE state = '{pending}' ORDER BY id)",  # noqa: S608
-    )
+    return Follower(_NEW_ROWS_SQL, _rows_params(now), result=_NEW_ROWS_PENDING)
 
 
 def outbox_write(*, conversion: Conversion, now: datetime) -> list[int]:
