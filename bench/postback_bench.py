@@ -27,6 +27,11 @@ Three runs, wrk with 2 threads:
   queue wrk builds (mean = connections / rate, Little's law), not the server's answer time;
 - same: a retry storm, every request the same postback (same click id and order id): one
   conversion, every other answer 200 duplicate.
+
+The server runs the production application inside bench/app_timing.py, which records each
+request's time inside it: reported next to wrk's latency, which adds the time a request waited
+for a free worker thread (a latency far above the time inside says the server was out of
+capacity, not slow to answer).
 """
 
 from __future__ import annotations
@@ -166,6 +171,7 @@ def _wrk(
     speed_before = host_speed_ms()
     stolen_before = _cpu_ticks()
     meter.start()
+    window_start = time.monotonic()
     out = wrk_run(
         f"{base}/postback",
         seconds,
@@ -176,6 +182,7 @@ def _wrk(
         threads=threads,
         timeout=10,  # a slow answer is measured, not dropped at wrk's default 2 s
     )
+    window = [window_start, time.monotonic()]
     meter.stop()
     stolen_after = _cpu_ticks()
     speed_after = host_speed_ms()
@@ -196,7 +203,38 @@ def _wrk(
     result["host_speed_ms"] = round((speed_before + speed_after) / 2, 1)
     total = stolen_after[0] - stolen_before[0]
     result["steal_percent"] = round(100 * (stolen_after[1] - stolen_before[1]) / max(total, 1), 1)
+    result["window"] = window  # type: ignore[assignment]
     return result
+
+
+def _timed_server_env(env: dict[str, str], timing_dir: Path) -> dict[str, str]:
+    """The server's environment with each request's time inside the application recorded
+    (bench/app_timing.py) in `timing_dir`."""
+    return {
+        **env,
+        "WSGI_APP": "app_timing:application",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)]),
+        "APP_TIMING_DIR": str(timing_dir),
+    }
+
+
+def _app_times(timing_dir: Path, window: list[float]) -> dict[str, float]:
+    """p50 and p99 of the time the requests that started within `window` spent inside the
+    application: the server's own answer time, without the wait for a free worker thread that
+    wrk's latency includes."""
+    start, end = window
+    taken = sorted(
+        float(ms)
+        for path in timing_dir.glob("*.txt")
+        for at, ms in (line.split() for line in path.read_text().splitlines())
+        if start <= float(at) <= end
+    )
+    if not taken:
+        return {"app_p50": float("nan"), "app_p99": float("nan")}
+    return {
+        "app_p50": round(taken[int(0.50 * (len(taken) - 1))], 2),
+        "app_p99": round(taken[int(0.99 * (len(taken) - 1))], 2),
+    }
 
 
 def _cpu_ticks() -> tuple[int, int]:
@@ -331,7 +369,9 @@ def main() -> None:
     clicks_seconds = time.monotonic() - started
     stamp = str(int(time.time()))
     load_before = round(os.getloadavg()[0], 2)
-    server = server_start(env, log=work / "server.log")
+    timing_dir = work / "app-timing"
+    timing_dir.mkdir()
+    server = server_start(_timed_server_env(env, timing_dir), log=work / "server.log")
     try:
         wait_http(args.port)
         base = f"http://127.0.0.1:{args.port}"
@@ -379,6 +419,8 @@ def main() -> None:
         )
     finally:
         process_stop(server)
+    for measured in (paced, distinct, retry):
+        measured.update(_app_times(timing_dir, measured.pop("window")))  # type: ignore[arg-type]
     errors = [
         line
         for line in (work / "server.log").read_text().splitlines()
@@ -485,6 +527,9 @@ def _table(r: dict) -> str:
             f"| {d['wrapped']} | |",
             f"| sends more than 5 ms behind the open loop's schedule (the latest's delay) "
             f"| {p['late']} ({p['late_max_ms']} ms) | | |",
+            f"| time inside the application per request, p50 / p99 (wrk's latency adds the wait "
+            f"for a free worker thread) | {p['app_p50']} / {p['app_p99']} ms "
+            f"| {d['app_p50']} / {d['app_p99']} ms | {s['app_p50']} / {s['app_p99']} ms |",
             row("server CPU per request: web workers", "web_cpu_ms", " ms"),
             row("server CPU per request: PostgreSQL", "postgres_cpu_ms", " ms"),
             f"| CPU-bound ceiling on {os.cpu_count()} cores (cores / CPU per request) "

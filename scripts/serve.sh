@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Production web server: granian (Rust HTTP core) running Django's WSGI app in WEB_WORKERS
 # processes on PORT. Expects a migrated database. Stateless: run as many as you need behind a
-# load balancer (see README).
+# load balancer (see README). WSGI_APP names another application (the postback benchmark wraps
+# this one to time each request inside it).
 set -euo pipefail
 VENV=${VENV:-.venv}
 PORT=${PORT:-8000}
@@ -15,4 +16,4 @@ fi
 exec "$VENV/bin/granian" --interface wsgi --host "$HOST" --port "$PORT" \
   --workers "$WEB_WORKERS" --blocking-threads "${WEB_THREADS:-2}" --backlog 2048 --no-ws \
   --static-path-route /static --static-path-mount staticfiles \
-  config.wsgi:application
+  "${WSGI_APP:-config.wsgi:application}"
