@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import re
 import socket
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -121,6 +123,35 @@ def _resolve_checked(host: str, port: int) -> list[IPAddress]:
     return list(dict.fromkeys(addresses))
 
 
+_pool_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}  # by process id
+
+
+def _lookup_pool() -> ThreadPoolExecutor:
+    """This process's lookup threads (made here, not at import: a forked worker does not
+    inherit its parent's threads)."""
+    with _pool_lock:
+        pid = os.getpid()
+        if pid not in _pools:
+            _pools.clear()
+            _pools[pid] = ThreadPoolExecutor(4, thread_name_prefix="safe-http-dns")
+        return _pools[pid]
+
+
+def _resolve_within(host: str, port: int, seconds: float) -> list[IPAddress]:
+    """_resolve_checked, given up on after `seconds`: the C resolver cannot be interrupted and
+    may retry for many seconds, and a call must end within its deadline (the outbox's lease
+    counts on it). A lookup given up on finishes in the background."""
+    if _literal_address(host) is not None:
+        return _resolve_checked(host, port)
+    lookup = _lookup_pool().submit(_resolve_checked, host, port)
+    try:
+        return lookup.result(timeout=max(seconds, 0.001))
+    except TimeoutError as exc:
+        lookup.cancel()
+        raise TimeoutError(f"no DNS answer within {seconds:.1f}s") from exc
+
+
 def url_check_on_save(url: str) -> None:
     """Refuse URLs that can already be seen to be unsafe; an unresolvable name is checked later."""
     _scheme, host, port = url_check_shape(url)
@@ -188,12 +219,13 @@ def safe_request(
 ) -> SafeResponse:
     """One request; raises UnsafeUrl for refused targets, OSError/HTTPException on failure.
 
-    `timeout` bounds the whole request (connect, send, headers and body), TimeoutError past it.
+    `timeout` bounds the whole request (DNS, connect, send, headers and body), TimeoutError
+    past it.
     """
-    scheme, host, port = url_check_shape(url)
-    addresses = _resolve_checked(host, port)
-    target = request_target(url)
     started = time.monotonic()
+    scheme, host, port = url_check_shape(url)
+    addresses = _resolve_within(host, port, timeout)
+    target = request_target(url)
     connection_class = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
     connection = connection_class(host, port, addresses, started + timeout)
     expired = threading.Event()
@@ -206,7 +238,7 @@ def safe_request(
                 # The plain socket's shutdown (not SSLSocket's) wakes the blocked read at once.
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
-    deadline = threading.Timer(timeout, expire)
+    deadline = threading.Timer(max(started + timeout - time.monotonic(), 0.0), expire)
     deadline.daemon = True
     deadline.start()
     try:

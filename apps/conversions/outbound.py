@@ -58,6 +58,7 @@ from apps.common.errors import DomainError
 from apps.common.money import money_round
 from apps.common.redis import redis_client
 from apps.common.safe_http import UnsafeUrl, request_target, safe_request
+from apps.common.text import text_clean
 from apps.conversions.models import (
     Conversion,
     OutboundPostbackDelivery,
@@ -434,8 +435,9 @@ def _attempt(call: _Call) -> OutboundPostbackDelivery:
     except UnsafeUrl as refused:
         delivery.error = f"refused: {refused.code}"
     except (OSError, http.client.HTTPException, ValueError) as failure:
-        # ValueError: http.client refuses a request line it cannot encode.
-        delivery.error = f"{type(failure).__name__}: {failure}"[:255]
+        # ValueError: http.client refuses a request line it cannot encode. The text may quote
+        # what the receiver sent (a status line of "\x00"): stored cleaned, as untrusted text.
+        delivery.error = text_clean(f"{type(failure).__name__}: {failure}", 255)
     else:
         delivery.http_status = response.status
         delivery.latency_ms = response.latency_ms
@@ -467,7 +469,7 @@ def outbox_deliver_claimed(claim: Claim) -> OutboundPostbackDelivery | None:
     )
     if row is None:
         return None
-    if row.state != OutboxState.PENDING or row.attempts != claim.attempts:
+    if not _holds(row, claim):
         return None  # the lease ran out and another worker took the row over, or staff did
     reason = _not_deliverable(row)
     if reason:
@@ -534,20 +536,42 @@ def _result_record(
                 ]
             )
             return delivery
-        owned = (
-            row.state == OutboxState.PENDING
-            and row.attempts == claim.attempts
-            and row.next_attempt_at == claim.lease_until
-        )
-        if owned:
-            row.last_error = (delivery.error or f"HTTP {delivery.http_status}")[:255]
-            if claim.attempts >= settings.OUTBOUND_POSTBACK_MAX_ATTEMPTS:
-                row.state = OutboxState.FAILED
-                row.next_attempt_at = None
-            else:
-                row.next_attempt_at = now + _backoff(claim.attempts)
-            row.save(update_fields=["state", "last_error", "next_attempt_at", "updated_at"])
+        _failure_schedule(row, claim, error=delivery.error or f"HTTP {delivery.http_status}")
     return delivery
+
+
+def _holds(row: PostbackOutbox, claim: Claim) -> bool:
+    """Whether the claim still holds the row: the same attempt under the same lease (a row staff
+    requeued and another worker claimed again can be at the same attempt number)."""
+    return (
+        row.state == OutboxState.PENDING
+        and row.attempts == claim.attempts
+        and row.next_attempt_at == claim.lease_until
+    )
+
+
+def _failure_schedule(row: PostbackOutbox, claim: Claim, *, error: str) -> None:
+    """A failed attempt on a locked row: the next one on the backoff schedule, or given up
+    after the last. Nothing when the claim no longer holds the row."""
+    if not _holds(row, claim):
+        return
+    row.last_error = error[:255]
+    if claim.attempts >= settings.OUTBOUND_POSTBACK_MAX_ATTEMPTS:
+        row.state = OutboxState.FAILED
+        row.next_attempt_at = None
+    else:
+        row.next_attempt_at = timezone.now() + _backoff(claim.attempts)
+    row.save(update_fields=["state", "last_error", "next_attempt_at", "updated_at"])
+
+
+def _attempt_crashed(claim: Claim) -> None:
+    """An attempt that broke in our own code counts as a failed one, so the row keeps to the
+    schedule and is given up on after the last attempt, instead of being claimed again after
+    every lease for ever."""
+    with transaction.atomic():
+        row = PostbackOutbox.objects.select_for_update().filter(pk=claim.outbox_id).first()
+        if row is not None:
+            _failure_schedule(row, claim, error="internal error (logged)")
 
 
 def outbox_deliver_due(
@@ -563,7 +587,13 @@ def outbox_deliver_due(
     while time.monotonic() < deadline:
         claims = outbox_claim(now=timezone.now(), outbox_ids=outbox_ids)
         for claim in claims:
-            attempts += outbox_deliver_claimed(claim) is not None
+            try:
+                attempts += outbox_deliver_claimed(claim) is not None
+            except Exception:
+                # One row's fault must not hold back the rest of the batch until its lease ends.
+                logger.exception("outbox %s: delivery attempt failed in our code", claim.outbox_id)
+                _attempt_crashed(claim)
+                attempts += 1
         if not claims:
             break
     return attempts

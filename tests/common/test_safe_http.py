@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -354,3 +356,24 @@ def test_failures_are_os_or_http_errors(loopback_allowed, silent_tcp_server):
     """What callers catch: OSError (timeouts included) and HTTPException, never anything else."""
     with pytest.raises((OSError, http.client.HTTPException)):
         safe_request("GET", f"http://{silent_tcp_server.base}/", timeout=0.3)
+
+
+def test_resolver_that_hangs_is_given_up_on_at_the_deadline(monkeypatch):
+    """The C resolver may retry for many seconds; the call still ends within its timeout (the
+    outbox lease counts on it) and nothing is connected to."""
+    from apps.common import safe_http
+
+    release = threading.Event()
+
+    def hanging(host, port, *args, **kwargs):
+        release.wait(5)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(safe_http.socket, "getaddrinfo", hanging)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match="no DNS answer"):
+            safe_request("GET", "http://slow-dns.test/pb", timeout=0.3)
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -283,6 +284,77 @@ def test_a_success_from_a_taken_over_holder_still_delivers_the_row(
     # B, woken up, finds the row delivered and makes no call.
     assert outbound.outbox_deliver_claimed(taken_over[0]) is None
     assert (_row().state, len(tracker.requests)) == ("delivered", 1)
+
+
+def test_a_claim_overtaken_by_a_staff_requeue_and_a_new_claim_makes_no_call(conversion, tracker):
+    """A claims; staff ask for the row again (attempts back to 0) and B claims it, at A's attempt
+    number. A, getting to the row late, must see that the lease is no longer its own."""
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    [claim_a] = outbound.outbox_claim(now=timezone.now())
+    outbound._requeue([row_id], now=timezone.now())
+    [claim_b] = outbound.outbox_claim(now=timezone.now() + timedelta(seconds=1))
+    assert claim_a.attempts == claim_b.attempts == 1
+
+    assert outbound.outbox_deliver_claimed(claim_a) is None
+    assert tracker.paths == []
+    assert outbound.outbox_deliver_claimed(claim_b).succeeded is True
+    assert tracker.paths == ["/pb"]
+
+
+def test_a_status_line_with_a_nul_byte_is_a_logged_failure(conversion, settings):
+    """The receiver's bytes end up in the error text: stored cleaned, the row rescheduled."""
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_nul() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"\x00\r\n")
+
+    server = threading.Thread(target=answer_nul, daemon=True)
+    server.start()
+    with listener:
+        _postback(conversion, f"http://127.0.0.1:{listener.getsockname()[1]}/pb")
+        _write(conversion)
+        assert outbound.outbox_deliver_due() == 1
+    server.join(5)
+
+    delivery = OutboundPostbackDelivery.objects.get()
+    assert delivery.error.startswith("BadStatusLine")
+    assert "\x00" not in delivery.error
+    row = _row()
+    assert (row.state, row.attempts) == ("pending", 1)
+    assert row.next_attempt_at > timezone.now()
+
+
+def test_an_attempt_that_breaks_in_our_code_keeps_to_the_schedule_and_spares_the_batch(
+    conversion, tracker, monkeypatch, settings
+):
+    settings.OUTBOUND_POSTBACK_MAX_ATTEMPTS = 2
+    broken = _postback(conversion, tracker.url + "/broken")
+    _postback(conversion, tracker.url + "/fine")
+    real_build = outbound._call_build
+
+    def build(postback, *args, **kwargs):
+        if postback.pk == broken.pk:
+            raise RuntimeError("a bug")
+        return real_build(postback, *args, **kwargs)
+
+    monkeypatch.setattr(outbound, "_call_build", build)
+    _write(conversion)
+
+    assert outbound.outbox_deliver_due() == 2
+    assert tracker.paths == ["/fine"]  # the other row of the batch went out at once
+    row = _row(postback=broken)
+    assert (row.state, row.attempts, row.last_error) == ("pending", 1, "internal error (logged)")
+    assert row.next_attempt_at > timezone.now()  # on the schedule, not after the lease
+
+    _make_due(row.pk)
+    outbound.outbox_deliver_due()
+    row = _row(postback=broken)
+    assert (row.state, row.attempts, row.next_attempt_at) == ("failed", 2, None)
 
 
 @pytest.mark.django_db(transaction=True)
