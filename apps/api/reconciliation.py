@@ -18,6 +18,7 @@ from apps.accounts.models import Role, User
 from apps.advertisers.models import Advertiser
 from apps.api.errors import ApiError
 from apps.api.permissions import IsAdvertiser, IsNetworkStaff, advertiser_id_of
+from apps.common.text import digits_int
 from apps.conversions.models import ReconciliationRun
 from apps.conversions.reconciliation import (
     MAX_FILE_BYTES,
@@ -86,9 +87,10 @@ def _runs_for(view: generics.GenericAPIView[ReconciliationRun]) -> QuerySet[Reco
     runs = reconciliation_list(advertiser_id=_advertiser_scope(view.request))
     advertiser_filter = view.request.query_params.get("advertiser_id")
     if advertiser_filter:
-        if not advertiser_filter.isdigit():
+        advertiser_id = digits_int(advertiser_filter)
+        if advertiser_id is None:
             raise ApiError("invalid_filter", "advertiser_id must be an integer")
-        runs = runs.filter(advertiser_id=int(advertiser_filter))
+        runs = runs.filter(advertiser_id=advertiser_id)
     return runs
 
 

@@ -26,7 +26,10 @@ _EXTRA_BLOCKED = [
 ]
 
 
-@lru_cache(maxsize=65_536)  # pure, and the click path parses the same few proxies' IPs again
+# Longer than any address with a zone id and some spaces around it: not parsed (nor cached).
+_MAX_IP_TEXT = 96
+
+
 def ip_parse(value: str) -> IPAddress | None:
     """An IP address in canonical form: IPv4-mapped IPv6 unwrapped, an IPv6 zone id dropped.
 
@@ -34,6 +37,13 @@ def ip_parse(value: str) -> IPAddress | None:
     it (PostgreSQL's inet refuses zone ids; "::ffff:1.2.3.4" is the IPv4 client of a dual-stack
     socket).
     """
+    if len(value) > _MAX_IP_TEXT:  # the cache holds what it parsed: a postback's `ip` is anyone's
+        return None
+    return _ip_parse(value)
+
+
+@lru_cache(maxsize=65_536)  # pure, and the click path parses the same few proxies' IPs again
+def _ip_parse(value: str) -> IPAddress | None:
     value = value.strip()
     if ":" in value:  # only IPv6 has zone ids
         value = value.split("%", 1)[0]

@@ -12,6 +12,7 @@ from django.utils.html import format_html
 
 from apps.advertisers.models import Advertiser
 from apps.common.admin_scoping import AdvertiserScopedAdmin, advertiser_of
+from apps.common.text import digits_int
 from apps.conversions.models import (
     Conversion,
     ConversionStatusChange,
@@ -281,8 +282,9 @@ class InboundPostbackLogAdmin(AdvertiserScopedAdmin):
         if not term:
             return queryset, False
         match = Q(click_id=term) | Q(order_id=term)
-        if term.isdigit() and len(term) <= 18:
-            match |= Q(conversion_id=int(term))
+        conversion_id = digits_int(term)
+        if conversion_id is not None:
+            match |= Q(conversion_id=conversion_id)
         named = list(
             Advertiser.objects.filter(name__icontains=term).values_list("pk", flat=True)[:100]
         )

@@ -2,7 +2,11 @@
 order id (plus goal when the click or order has several).
 
 Authenticated like a postback (token, IP allowlist, HMAC) against the advertiser that owns the
-conversion. Idempotent: reversing an already reversed or rejected conversion answers `duplicate`.
+conversion, and always with a proof of the sender (a token, a signature or an allowlisted IP):
+conversion ids are sequential, so "no token needed" (an advertiser's setting for its conversion
+postbacks) does not extend to taking them back from anywhere. No scrub window applies: a refund
+or a chargeback may come months later. Idempotent: reversing an already reversed or rejected
+conversion answers `duplicate`.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from django.db.models import QuerySet
 
 from apps.accounts.services import secret_hash
 from apps.advertisers.models import Advertiser
+from apps.common.text import digits_int
 from apps.conversions.models import Conversion, StatusChangeSource
-from apps.conversions.params import MAX_ID_LENGTH
 from apps.conversions.services import (
     InboundRequest,
     PostbackDecision,
     PostbackRejected,
     advertiser_authenticate,
+    order_id_valid,
     postback_handle,
     token_like,
 )
@@ -47,10 +52,13 @@ def _candidates(params: Mapping[str, str], advertiser: Advertiser | None) -> Que
         params["click_id"],
         params["order_id"],
     )
+    if order_id and not order_id_valid(order_id):
+        raise PostbackRejected("invalid_order_id")
     if conversion_id:
-        if not conversion_id.isdigit() or len(conversion_id) > 18:
+        pk = digits_int(conversion_id)
+        if pk is None:
             raise PostbackRejected("unknown_conversion", http_status=404)
-        conversions = conversions.filter(pk=int(conversion_id))
+        conversions = conversions.filter(pk=pk)
     elif click_id:
         if not token_like(click_id):
             raise PostbackRejected("unknown_conversion", http_status=404)
@@ -58,8 +66,6 @@ def _candidates(params: Mapping[str, str], advertiser: Advertiser | None) -> Que
         if order_id:
             conversions = conversions.filter(order_id=order_id)
     elif order_id:
-        if len(order_id) > MAX_ID_LENGTH:
-            raise PostbackRejected("invalid_order_id")
         # Order ids are the advertiser's own: only theirs are searched.
         if advertiser is None:
             raise PostbackRejected("bad_token", http_status=403)
@@ -85,13 +91,12 @@ def reversal_record(
     if not found:
         raise PostbackRejected("unknown_conversion", http_status=404)
     try:
-        advertiser_authenticate(
-            advertiser=found[0].offer.advertiser,
-            token=params["token"],
-            ip=request_ip,
-            request=request,
-            now=now,
+        owner = found[0].offer.advertiser
+        signed = advertiser_authenticate(
+            advertiser=owner, token=params["token"], ip=request_ip, request=request, now=now
         )
+        if token_advertiser is None and not signed and not owner.ip_allowlist:
+            raise PostbackRejected("bad_token", http_status=403)
     except PostbackRejected as rejected:
         if token_advertiser is None:
             # No token: the caller is not known to own what was found, so it hears what it

@@ -27,7 +27,7 @@ from apps.common.errors import DomainError
 from apps.common.money import InvalidAmount, amount_parse
 from apps.common.net import ip_in_allowlist, ip_parse
 from apps.common.redis import redis_client
-from apps.common.text import text_clean
+from apps.common.text import digits_int, text_clean
 from apps.conversions import outbound
 from apps.conversions.models import (
     Conversion,
@@ -44,7 +44,11 @@ from apps.conversions.params import (
     params_for_log,
     postback_params_parse,
 )
-from apps.conversions.status import conversion_status_change, status_move_allowed
+from apps.conversions.status import (
+    StatusChangeRefused,
+    conversion_status_change,
+    status_move_allowed,
+)
 from apps.offers.caps import cap_counter_key
 from apps.offers.models import CapMetric, ConversionStatus, CouponCode, Goal
 from apps.offers.pricing import AmountRequired, payout_rule, revenue_rule
@@ -111,7 +115,9 @@ def advertiser_authenticate(
     ip: str | None,
     request: InboundRequest | None,
     now: datetime,
-) -> None:
+) -> bool:
+    """Raise PostbackRejected unless the call is the advertiser's; returns whether it was signed
+    (HMAC) rather than, or as well as, holding the token."""
     if advertiser.ip_allowlist and not ip_in_allowlist(ip, advertiser.ip_allowlist):
         raise PostbackRejected("ip_not_allowed", http_status=403)
     request = request or InboundRequest()
@@ -128,12 +134,13 @@ def advertiser_authenticate(
     except SignatureRejected as rejected:
         raise PostbackRejected(rejected.code, http_status=403) from rejected
     if signed and not token:
-        return  # a valid signature proves the sender better than a token would
+        return True  # a valid signature proves the sender better than a token would
     if advertiser.require_token or token:
         if not advertiser.postback_token_hash or not token:
             raise PostbackRejected("bad_token", http_status=403)
         if not secret_matches(token, advertiser.postback_token_hash):
             raise PostbackRejected("bad_token", http_status=403)
+    return signed
 
 
 def _status_for(*, raw: str, goal: Goal) -> ConversionStatus:
@@ -252,7 +259,7 @@ def _attribute(
     if not token_like(click_id):
         raise PostbackRejected("unknown_click", http_status=404)
     order_id = params["order_id"]
-    if not _order_id_valid(order_id):  # refused later, once the click and its advertiser are known
+    if not order_id_valid(order_id):  # refused later, once the click and its advertiser are known
         click = click_store.click_get(click_id=click_id)
         if click is None:
             raise PostbackRejected("unknown_click", http_status=404)
@@ -277,21 +284,22 @@ def _attribute(
     return Attribution(click=click, converted=converted, history=history)
 
 
-def _order_id_valid(order_id: str) -> bool:
+def order_id_valid(order_id: str) -> bool:
     return len(order_id) <= MAX_ID_LENGTH and "\x00" not in order_id
 
 
 def _attribute_coupon(*, code: str, offer_id: str) -> Attribution:
     normalised = code.strip().upper()
-    if len(normalised) > 64:
+    if len(normalised) > 64 or not normalised.isprintable():  # no NUL, no lone surrogate
         raise PostbackRejected("unknown_coupon", http_status=404)
     coupons = CouponCode.objects.select_related("offer__advertiser").filter(
         code=normalised, is_active=True
     )
     if offer_id:
-        if not offer_id.isdigit() or len(offer_id) > 12:
+        offer_pk = digits_int(offer_id)
+        if offer_pk is None:
             raise PostbackRejected("unknown_coupon", http_status=404)
-        coupons = coupons.filter(offer_id=int(offer_id))
+        coupons = coupons.filter(offer_id=offer_pk)
     found = list(coupons[:2])
     if not found:
         raise PostbackRejected("unknown_coupon", http_status=404)
@@ -334,13 +342,16 @@ def _repeat_postback(
         profile = quality_profile_for_offer(offer=existing.offer)
         wanted = quality_status(status=wanted, action=profile.action_for(existing.quality_score))
         if wanted != existing.status:
-            existing, _ = conversion_status_change(
-                conversion_id=existing.pk,
-                new_status=wanted,
-                source=StatusChangeSource.POSTBACK,
-                now=now,
-                reason="status sent again by the advertiser's postback",
-            )
+            try:
+                existing, _ = conversion_status_change(
+                    conversion_id=existing.pk,
+                    new_status=wanted,
+                    source=StatusChangeSource.POSTBACK,
+                    now=now,
+                    reason="status sent again by the advertiser's postback",
+                )
+            except StatusChangeRefused as refused:  # moved on meanwhile (staff, a reversal)
+                raise PostbackRejected(refused.code, http_status=refused.http_status) from refused
     return existing, False
 
 
@@ -428,7 +439,7 @@ def conversion_record(
     if goal is None:
         raise PostbackRejected("unknown_goal")
     order_id = params["order_id"]
-    if not _order_id_valid(order_id):
+    if not order_id_valid(order_id):
         raise PostbackRejected("invalid_order_id")
     if attribution.coupon_code and not order_id:
         # Without a click, the order id is the only de-duplication key.

@@ -5,8 +5,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.http.request import HttpHeaders
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -64,11 +65,22 @@ def _request_params(request: HttpRequest, body: bytes) -> dict[str, str]:
             if not isinstance(parsed, dict):
                 raise ValueError("body is not a JSON object")
             params.update(
-                {str(k): str(v) for k, v in parsed.items() if isinstance(v, str | int | float)}
+                {
+                    _utf8(str(k)): _utf8(str(v))
+                    for k, v in parsed.items()
+                    if isinstance(v, str | int | float)
+                }
             )
         else:
             params.update({key: request.POST.get(key, "") for key in request.POST})
     return params
+
+
+def _utf8(text: str) -> str:
+    """JSON may carry a lone surrogate ("\\ud800"), which no UTF-8 column or hash can take:
+    UnicodeEncodeError (a ValueError), so the call is refused as malformed."""
+    text.encode()
+    return text
 
 
 def _content_length(request: HttpRequest) -> int:
@@ -129,8 +141,10 @@ def postback_answer(
     except RequestDataTooBig:
         meta_log_unparsed(meta, path=path, ip=ip, body=b"", reason="body_too_large", status=413)
         return 413, answer_without_conversion("body_too_large")
-    except (SuspiciousOperation, ValueError, RecursionError):
+    except (SuspiciousOperation, BadRequest, MultiPartParserError, ValueError, RecursionError):
         # RecursionError: JSON nested deeper than the parser's stack (a few KB of "[").
+        # BadRequest, MultiPartParserError: a form body with a boundary or in a charset Django
+        # cannot (or will not) read.
         meta_log_unparsed(meta, path=path, ip=ip, body=body, reason="malformed_request", status=400)
         return 400, answer_without_conversion("malformed_request")
     decision = process(

@@ -122,6 +122,9 @@ def test_search_by_click_id_order_id_advertiser_name_and_conversion(
     # An advertiser user searching for another advertiser finds nothing.
     assert _ids(admin_world.x_client, {"q": "Advertiser Y"}) == []
     assert _ids(admin_world.x_client, {"q": calls.y_accepted.click_id}) == []
+    # Digits int() refuses ("²") or a bigint cannot hold: a search that finds nothing, not a 500.
+    assert _ids(staff, {"q": "\u00b2"}) == []
+    assert _ids(staff, {"q": "9" * 40}) == []
 
 
 def test_filters_by_result_reason_advertiser_and_date(admin_world: AdminWorld, calls: Calls):

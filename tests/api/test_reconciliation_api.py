@@ -109,7 +109,8 @@ def test_runs_are_listed_and_shown_to_their_advertiser_and_staff_only(world):
     assert ids(world.client_y) == [y_run]
     assert ids(world.client_staff) == [y_run, x_run]
     assert ids(world.client_staff, f"?advertiser_id={world.adv_x.pk}") == [x_run]
-    _error(world.client_staff.get(URL + "?advertiser_id=x"), 400, "invalid_filter")
+    for bad in ("x", "\u00b2", "9" * 40):  # "²" passes str.isdigit(); 40 digits overflow
+        _error(world.client_staff.get(URL, {"advertiser_id": bad}), 400, "invalid_filter")
 
     assert world.client_x.get(f"{URL}{x_run}/").json()["id"] == x_run
     assert world.client_staff.get(f"{URL}{x_run}/").status_code == 200

@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 from django.test import RequestFactory
 
-from apps.common.net import client_ip, ip_in_allowlist, ip_is_public, ip_parse
+from apps.common.net import _ip_parse, client_ip, ip_in_allowlist, ip_is_public, ip_parse
 
 PROXY_NET = ipaddress.ip_network("10.0.0.0/8")
 
@@ -39,6 +39,15 @@ PROXY_NET = ipaddress.ip_network("10.0.0.0/8")
 def test_ip_parse(value, parsed):
     result = ip_parse(value)
     assert (None if result is None else str(result)) == parsed
+
+
+def test_ip_parse_does_not_cache_text_longer_than_an_address():
+    """A postback's `ip` is anyone's: 60 KB values must not pile up in the parse cache."""
+    before = _ip_parse.cache_info().currsize
+    assert ip_parse(" " * 50 + "1.2.3.4" + " " * 30) is not None  # spaces around are fine
+    for n in range(20):
+        assert ip_parse(f"{n}" + "1" * 10_000) is None
+    assert _ip_parse.cache_info().currsize <= before + 1
 
 
 # --- ip_is_public --------------------------------------------------------------------------------

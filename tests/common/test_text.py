@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.common.text import text_clean
+from apps.common.text import digits_int, text_clean
 
 
 @pytest.mark.parametrize(
@@ -21,10 +21,32 @@ from apps.common.text import text_clean
         ("ü€😀", 10, "ü€😀"),
         ("😀" * 20, 5, "😀" * 5),  # characters, not bytes
         ("\ufffd\ufffd", 10, "\ufffd\ufffd"),
+        ("a\ud800b\udfffc", 10, "abc"),  # lone surrogates: no UTF-8 for them
     ],
 )
 def test_text_clean(value, max_length, cleaned):
     assert text_clean(value, max_length) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        ("0", 0),
+        ("42", 42),
+        ("007", 7),
+        ("9" * 18, int("9" * 18)),
+        ("9" * 19, None),
+        ("", None),
+        ("-1", None),
+        ("+1", None),
+        (" 1", None),
+        ("1.0", None),
+        ("\u00b2", None),  # str.isdigit() says yes, int() says no
+        ("\u0661", None),  # Arabic-Indic one: int() would take it
+    ],
+)
+def test_digits_int(value, number):
+    assert digits_int(value) == number
 
 
 def test_controls_do_not_count_towards_the_length():

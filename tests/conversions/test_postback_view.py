@@ -742,14 +742,74 @@ MALFORMED_REJECTION = {
         b'{"click_id": "\xff"}',
         b"[" * 5000,
         b'{"a":' * 5000,
+        b'{"click_id": "x", "order_id": "\\ud800"}',
+        b'{"\\udfff": "x"}',
     ],
-    ids=["truncated", "text", "array", "string", "number", "null", "bad-utf8", "deep", "deep-obj"],
+    ids=[
+        "truncated",
+        "text",
+        "array",
+        "string",
+        "number",
+        "null",
+        "bad-utf8",
+        "deep",
+        "deep-obj",
+        "lone-surrogate",
+        "surrogate-name",
+    ],
 )
 def test_malformed_json_body(client, click, body):
     response = client.post("/postback", body, content_type="application/json")
     assert response.status_code == 400
     assert response.json() == MALFORMED_REJECTION
     _nothing_written()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data; boundary=", b"--\r\nx"),
+        ("application/x-www-form-urlencoded; charset=latin-1", b"click_id=x"),
+    ],
+    ids=["no-boundary", "latin-1-form"],
+)
+def test_form_body_django_cannot_read_is_malformed(client, click, content_type, body):
+    response = client.post("/postback", body, content_type=content_type)
+    assert response.status_code == 400
+    assert response.json() == MALFORMED_REJECTION
+    _nothing_written()
+
+
+@pytest.mark.parametrize("path", ["/postback", "/postback/reversal"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"coupon_code": "\x00"},
+        {"coupon_code": "SAVE10", "offer_id": "\u00b2"},
+        {"coupon_code": "SAVE10", "offer_id": "9" * 40},
+        {"conversion_id": "\u00b2"},
+        {"conversion_id": "9" * 40},
+        {"click_id": "abc", "order_id": "\x00"},
+        {"order_id": "\x00", "token": TOKEN},
+    ],
+    ids=[
+        "coupon-nul",
+        "offer-id-superscript",
+        "offer-id-huge",
+        "conversion-id-superscript",
+        "conversion-id-huge",
+        "order-id-nul",
+        "order-id-nul-by-order",
+    ],
+)
+def test_hostile_ids_are_refused_with_a_reason(client, click, path, query):
+    """Never a 500: each answer is a 4xx with a reason, and nothing is converted or reversed."""
+    response = client.get(path, query)
+    assert 400 <= response.status_code < 500, (response.status_code, response.content)
+    assert response.json()["result"] == "rejected"
+    assert response.json()["reason"]
+    assert Conversion.objects.count() == 0
 
 
 def test_empty_json_body_is_an_empty_object(client, click):

@@ -351,6 +351,20 @@ def test_allowlisted_ip_without_token_when_not_required(conversion, allowlisted)
     _accepted(_reverse(ip="203.0.113.9", conversion_id=str(conversion.pk)), conversion)
 
 
+def test_no_token_no_signature_no_allowlist_cannot_reverse_even_when_tokens_are_optional(
+    conversion,
+):
+    """Conversion ids are sequential: an advertiser that lets conversion postbacks in without a
+    token does not let anyone count upwards and take them back."""
+    advertiser = conversion.offer.advertiser
+    advertiser.require_token = False
+    advertiser.save()
+    _rejected(_reverse(conversion_id=str(conversion.pk)), 404, "unknown_conversion")
+    _rejected(_reverse(click_id=conversion.click_id), 404, "unknown_conversion")
+    assert _status(conversion) == "approved"
+    _accepted(_reverse(conversion_id=str(conversion.pk), token=TOKEN), conversion)
+
+
 def test_another_advertisers_token_cannot_reverse(conversion, other_advertiser):
     for reference in ({"conversion_id": str(conversion.pk)}, {"click_id": conversion.click_id}):
         decision = _reverse(**reference, token=OTHER_TOKEN)

@@ -653,6 +653,22 @@ def test_repeat_postback_moves_a_pending_conversion(click, sent, expected):
     assert first.status_changed_at == change.created_at
 
 
+def test_repeat_postback_racing_a_reversal_is_refused_not_a_500(click):
+    """The retry read the conversion as pending; staff rejected it before the retry's change
+    took its lock. The retry gets a 4xx reason, the staff decision stands."""
+    first, _ = _postback(click, status="pending")
+    stale = Conversion.objects.get(pk=first.pk)
+    Conversion.objects.filter(pk=first.pk).update(status=ConversionStatus.REJECTED)
+
+    with pytest.raises(services.PostbackRejected) as refused:
+        services._repeat_postback(
+            stale, sale_amount=None, raw_status="approved", now=timezone.now()
+        )
+    assert 400 <= refused.value.http_status < 500
+    first.refresh_from_db()
+    assert first.status == ConversionStatus.REJECTED
+
+
 @pytest.mark.parametrize("sent", ["", "pending", "hold"])
 def test_repeat_postback_without_a_new_status_leaves_pending(click, sent):
     _postback(click, status="pending")
