@@ -429,10 +429,6 @@ def conversion_record(
         request=request,
         now=now,
     )
-    if click.created_at is not None and now - click.created_at > timedelta(
-        days=offer.attribution_window_days
-    ):
-        raise PostbackRejected("outside_attribution_window")
     if params["goal"] and not token_like(params["goal"]):
         raise PostbackRejected("unknown_goal")
     goal = goal_for_code(offer=offer, code=params["goal"])
@@ -465,6 +461,12 @@ def conversion_record(
         return _repeat_postback(
             existing, sale_amount=sale_amount, raw_status=params["status"], now=now
         )
+    # After the retry check: a retry of a recorded conversion gets the same answer however many
+    # days later it comes, even once the click is past its attribution window.
+    if click.created_at is not None and now - click.created_at > timedelta(
+        days=offer.attribution_window_days
+    ):
+        raise PostbackRejected("outside_attribution_window")
     if click.click_id and goal_converted and not goal.is_repeatable:
         raise PostbackRejected("goal_already_converted", http_status=409)
     _required_goal_check(goal=goal, click_id=click.click_id)

@@ -395,6 +395,23 @@ def test_attribution_window_boundary(click):
     assert conversion.created_at == start + timedelta(days=30)
 
 
+def test_a_retry_after_the_window_closed_gets_the_same_answer(click):
+    """Retried days apart, past the click's attribution window: still the one conversion, and
+    the retry's answer is the duplicate of it, not a refusal."""
+    start = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    click.created_at = start
+    click.save()
+    params = {"click_id": click.click_id, "token": TOKEN, "order_id": "A-1", "amount": "10.00"}
+    with time_machine.travel(start + timedelta(days=29), tick=False):
+        first = Client().get("/postback", params).json()
+    for client in (Client(), FastPathClient()):
+        with time_machine.travel(start + timedelta(days=45), tick=False):
+            again = client.get("/postback", params).json()
+        assert (again["result"], again["conversion_id"]) == ("duplicate", first["conversion_id"])
+    assert first["result"] == "accepted"
+    assert Conversion.objects.count() == 1
+
+
 def test_outside_a_shorter_offer_window(client, click):
     offer = click.offer
     offer.attribution_window_days = 1
