@@ -668,19 +668,27 @@ def postback_pause(*, postback_id: int, reason: str, now: datetime) -> bool:
 
 @transaction.atomic
 def postback_resume(*, postback_id: int, now: datetime) -> int:
-    """Call the URL again: clears the pause and requeues what the pause held back (the last
-    RESUME_MAX_DAYS of it) with a fresh set of attempts. Returns how many rows were requeued.
+    """Call the URL again: clears the pause and requeues, with a fresh set of attempts, what the
+    pause held back and what was given up on in the run of failures that led to it (a row runs
+    out of attempts in about a day, the pause comes days later), the last RESUME_MAX_DAYS of
+    both. Returns how many rows were requeued.
 
     resumed_at marks where the pause rule starts counting failures again."""
-    AffiliatePostback.objects.filter(pk=postback_id, paused_at__isnull=False).update(
-        paused_at=None, pause_reason="", resumed_at=now
-    )
-    held = PostbackOutbox.objects.filter(
-        postback_id=postback_id,
-        state=OutboxState.CANCELLED,
-        last_error__startswith=PAUSED_NOTE,
-        created_at__gte=now - timedelta(days=RESUME_MAX_DAYS),
-    )
+    postback = AffiliatePostback.objects.select_for_update().filter(pk=postback_id).first()
+    if postback is None:
+        return 0
+    since = now - timedelta(days=RESUME_MAX_DAYS)
+    requeue = Q(state=OutboxState.CANCELLED, last_error__startswith=PAUSED_NOTE)
+    if postback.paused_at is not None:
+        failing_since = postback_failing_since(
+            postback_id=postback_id, not_before=postback.resumed_at
+        )
+        if failing_since is not None:
+            requeue |= Q(state=OutboxState.FAILED, updated_at__gte=failing_since)
+        AffiliatePostback.objects.filter(pk=postback_id).update(
+            paused_at=None, pause_reason="", resumed_at=now
+        )
+    held = PostbackOutbox.objects.filter(requeue, postback_id=postback_id, created_at__gte=since)
     ids = list(held.values_list("pk", flat=True))
     _requeue(ids, now=now)
     return len(ids)

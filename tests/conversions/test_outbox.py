@@ -683,6 +683,40 @@ def test_a_paused_postback_is_not_called_and_resume_requeues_what_was_held(
     assert len(tracker.requests) == 2
 
 
+def test_resume_also_requeues_rows_given_up_on_in_the_failing_run(conversion, failing, goal):
+    """A row runs out of attempts in about a day; the pause comes after 72 hours of failures.
+    The events of the first days of the run were given up on, not held back: the resume sends
+    them too, but not what was given up on before the run began (that URL answered since)."""
+    before_run = factories.ConversionFactory(
+        click=factories.ClickFactory(offer=goal.offer, affiliate=conversion.affiliate),
+        goal=goal,
+        order_id="O-old",
+    )
+    [old_row] = _write(before_run)
+    PostbackOutbox.objects.filter(pk=old_row).update(
+        state="failed", updated_at=timezone.now() - timedelta(hours=120)
+    )
+    _log(failing, conversion, succeeded=True, hours_ago=110)
+    _log(failing, conversion, succeeded=False, hours_ago=80)
+    given_up = PostbackOutbox.objects.get(conversion=conversion)
+    PostbackOutbox.objects.filter(pk=given_up.pk).update(
+        state="failed", next_attempt_at=None, updated_at=timezone.now() - timedelta(hours=50)
+    )
+    recent = factories.ConversionFactory(
+        click=factories.ClickFactory(offer=goal.offer, affiliate=conversion.affiliate),
+        goal=goal,
+        order_id="O-recent",
+    )
+    [retrying] = _write(recent)
+    PostbackOutbox.objects.filter(pk=retrying).update(attempts=2, last_error="HTTP 500")
+    assert outbound.postbacks_pause_failing(now=timezone.now()) == [failing.pk]
+
+    assert outbound.postback_resume(postback_id=failing.pk, now=timezone.now()) == 2
+    for requeued in (given_up.pk, retrying):
+        assert (_row(pk=requeued).state, _row(pk=requeued).attempts) == ("pending", 0)
+    assert _row(pk=old_row).state == "failed"
+
+
 def test_resume_leaves_rows_cancelled_for_other_reasons(conversion):
     postback = _postback(conversion, "https://tracker.example.net/pb")
     [row_id] = _write(conversion)
