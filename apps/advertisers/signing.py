@@ -35,6 +35,7 @@ from django.conf import settings
 from apps.advertisers.models import Advertiser
 from apps.common.crypto import SecretUnreadable, secret_decrypt
 from apps.common.errors import DomainError
+from apps.common.text import digits_int
 
 TIMESTAMP_HEADER = "x-opencpa-timestamp"
 SIGNATURE_HEADER = "x-opencpa-signature"
@@ -78,10 +79,10 @@ def advertiser_signature_check(
         return False
     if not advertiser.signing_secret_encrypted:
         raise SignatureRejected("signing_not_configured")
-    # isascii: str.isdigit() also accepts "²" and other scripts' digits, which int() refuses.
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+    sent_at = digits_int(timestamp, max_digits=12)
+    if sent_at is None:
         raise SignatureRejected("bad_signature_timestamp")
-    if abs(now.timestamp() - int(timestamp)) > settings.POSTBACK_SIGNATURE_TOLERANCE_SECONDS:
+    if abs(now.timestamp() - sent_at) > settings.POSTBACK_SIGNATURE_TOLERANCE_SECONDS:
         raise SignatureRejected("signature_expired")
     try:
         valid = [secret_decrypt(advertiser.signing_secret_encrypted)]

@@ -18,6 +18,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncHour
 
 from apps.common.money import money_round
+from apps.common.text import digits_int
 from apps.conversions.models import Conversion
 from apps.offers.models import ConversionStatus
 from apps.tracking.models import Click
@@ -279,9 +280,7 @@ def stats_query_parse(
         raise ValueError("invalid_group_by")
     filters = {name: params[name][:255] for name in FILTER_FIELDS if params.get(name)}
     for name in ("offer", "affiliate"):
-        if name in filters and not (filters[name].isascii() and filters[name].isdigit()):
-            raise ValueError("invalid_filter")
-        if name in filters and len(filters[name]) > 18:
+        if name in filters and digits_int(filters[name]) is None:
             raise ValueError("invalid_filter")
     if any("\x00" in v for v in filters.values()):
         raise ValueError("invalid_filter")

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from apps.common.text import text_clean
+from apps.common.text import digits_int, text_clean
 from apps.offers.caps import cap_counter_key
 from apps.tracking import catalog, click_store
 from apps.tracking.buffer import CapCounter, click_buffer_append, click_buffer_append_unbilled
@@ -80,9 +80,8 @@ def click_params_parse(query: Mapping[str, str]) -> dict[str, str]:
 
 
 def _positive_int(value: str) -> int | None:
-    if value.isascii() and value.isdigit() and len(value) <= 18 and int(value) > 0:
-        return int(value)
-    return None
+    number = digits_int(value)
+    return number if number else None
 
 
 def click_fallback_url(offer: OfferSnapshot | None) -> str:
