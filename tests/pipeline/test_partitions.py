@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 import pytest
+import time_machine
 from django.db import connection
 
 from apps.tracking import click_store
@@ -24,6 +25,14 @@ from tests.pipeline.conftest import click_url, drain
 pytestmark = pytest.mark.django_db
 
 TODAY = datetime.now(UTC).date()
+
+
+@pytest.fixture(autouse=True)
+def _noon_of_today():
+    """Run each test at noon of TODAY, clock ticking: a run that crosses midnight UTC (CI
+    started at 23:58) must not see TODAY become yesterday between two lines of one test."""
+    with time_machine.travel(datetime.combine(TODAY, time(12, 0), tzinfo=UTC), tick=True):
+        yield
 
 
 def _store_click_at(day: date, *, offer_id: int = 1, affiliate_id: int = 2) -> str:

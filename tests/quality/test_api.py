@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.quality.services import Reason
@@ -23,7 +22,7 @@ def test_report_for_staff():
     conversion = factories.ConversionFactory(
         quality_score=40, quality_reasons=[Reason.BOT_USER_AGENT]
     )
-    today = str(timezone.now().date())
+    today = str(conversion.created_at.date())
     response = _client(factories.UserFactory(is_staff=True)).get(
         URL, {"date_from": today, "date_to": today, "affiliate": conversion.affiliate_id}
     )
