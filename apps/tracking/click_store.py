@@ -119,16 +119,24 @@ _CLICK_FIELDS = ("id", *COLUMNS)
 def click_query(
     click_id: str, *, also: str = "", also_params: Sequence[Any] = ()
 ) -> tuple[str, list[Any]]:
-    """The SQL and parameters of a lookup by id. The id carries its second, so the time filter
-    keeps the scan to one partition (pruned at execution: the statement is prepared). `also`:
-    more select-list expressions (from ", "), which may refer to the row as tracking_click."""
-    # The columns come from this module, `also` from the caller's code, never from a request.
+    """The SQL and parameters of a lookup by id. `also`: more select-list expressions (from
+    ", "), which may refer to the row as tracking_click.
+
+    The id carries its second, so the scan is one partition. The day is in the statement's text
+    (one statement a day), its second a parameter: PostgreSQL plans the prepared statement's
+    generic plan with that one partition in it. With the day as a parameter alone it prunes only
+    at execution, after locking every partition the retention keeps (180 days by default), on
+    every lookup: 0.15-0.18 ms of PostgreSQL CPU against 0.07 with 189 partitions."""
+    # The columns come from this module, `also` from the caller's code, the day's bounds from a
+    # date (digits), never from a request.
     select = f"SELECT id, {_COLUMN_LIST}{also} FROM tracking_click WHERE click_id = %s"
     created = click_id_time(click_id)
     if created is None:
         return select + " LIMIT 1", [*also_params, click_id]
+    day_start, day_end = partitions.day_bounds(created.date())
     return (
-        select + " AND created_at >= %s AND created_at < %s LIMIT 1",
+        f"{select} AND created_at >= '{day_start}' AND created_at < '{day_end}'"
+        " AND created_at >= %s AND created_at < %s LIMIT 1",
         [*also_params, click_id, created, created + timedelta(seconds=1)],
     )
 

@@ -20,6 +20,11 @@ def partition_name(day: date) -> str:
     return f"{TABLE}_p{day:%Y%m%d}"
 
 
+def day_bounds(day: date) -> tuple[str, str]:
+    """A UTC day's partition bounds, as SQL literals' text (a date's digits: safe in SQL text)."""
+    return f"{day.isoformat()} 00:00:00+00", f"{(day + timedelta(days=1)).isoformat()} 00:00:00+00"
+
+
 def partition_ensure(day: date) -> None:
     """Create the partition for one UTC day if missing (idempotent, safe to race).
 
@@ -28,8 +33,7 @@ def partition_ensure(day: date) -> None:
     partition in the same transaction, so the job never gets stuck on them.
     """
     name = partition_name(day)
-    start = f"{day.isoformat()} 00:00:00+00"
-    end = f"{(day + timedelta(days=1)).isoformat()} 00:00:00+00"
+    start, end = day_bounds(day)
     bounds = f"FOR VALUES FROM ('{start}') TO ('{end}')"
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])

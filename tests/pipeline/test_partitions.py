@@ -100,9 +100,14 @@ def test_clicks_without_a_daily_partition_land_in_the_default_one_and_move_later
     day = TODAY + timedelta(days=40)
     click_id = _store_click_at(day)
     assert _where(click_id) == DEFAULT_PARTITION
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    assert click_store.click_get(click_id=click_id).click_id == click_id
 
     partition_ensure(day)  # PostgreSQL alone would refuse: the default partition has its rows
     assert _where(click_id) == partition_name(day)
+    # The lookup's prepared statement, planned when the day had no partition, is planned again.
+    assert click_store.click_get(click_id=click_id).click_id == click_id
     # The moved-into partition carries the table's unique key: a replay adds nothing.
     with connection.cursor() as cursor:
         cursor.execute("SELECT created_at FROM tracking_click WHERE click_id = %s", [click_id])
@@ -147,3 +152,28 @@ def test_a_lookup_by_click_id_reads_one_partition(browser, offer, affiliate):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     # Pruned by the second the click id carries: today's partition, through its unique index.
     assert re.findall(r" on (tracking_click\w*)", plan) == [partition_name(TODAY)]
+
+
+def test_a_lookup_locks_only_its_days_partition_however_many_are_kept(browser, offer, affiliate):
+    """A lookup's prepared statement runs on a generic plan. Pruned only at execution, that plan
+    would lock every partition the retention keeps (180 days by default) on every lookup first;
+    the day is in the statement's text, so the plan holds that one partition alone."""
+    for days_ago in range(20):
+        partition_ensure(TODAY - timedelta(days=days_ago))
+    click_id = (
+        browser.get(click_url(offer_id=offer.pk, aff_id=affiliate.pk)).cookies["ocpa_cid"].value
+    )
+    drain()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    assert click_store.click_get(click_id=click_id) is not None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " JOIN pg_inherits i ON i.inhrelid = c.oid"
+            " WHERE l.pid = pg_backend_pid() AND l.mode = 'AccessShareLock'"
+            " AND i.inhparent = 'tracking_click'::regclass AND c.relname <> %s",
+            [DEFAULT_PARTITION],
+        )
+        locked = sorted(row[0] for row in cursor.fetchall())
+    assert locked == [partition_name(TODAY)]
