@@ -177,3 +177,28 @@ def test_a_lookup_locks_only_its_days_partition_however_many_are_kept(browser, o
         )
         locked = sorted(row[0] for row in cursor.fetchall())
     assert locked == [partition_name(TODAY)]
+
+
+def _id_of_day(days_ago: int) -> str:
+    return click_id_new(datetime.combine(TODAY - timedelta(days=days_ago), time(12), tzinfo=UTC))
+
+
+def test_ids_of_other_days_share_one_statement_and_are_still_found():
+    """Only the last DAY_IN_TEXT_DAYS name their day in the lookup's text: the ids of any other
+    day (old clicks, future or forged ones) share one statement, so they cannot fill the
+    connection's cache of prepared statements."""
+    recent = {
+        click_store.click_query(_id_of_day(days))[0]
+        for days in range(click_store.DAY_IN_TEXT_DAYS + 1)
+    }
+    assert len(recent) == click_store.DAY_IN_TEXT_DAYS + 1
+    others = {
+        click_store.click_query(_id_of_day(days))[0]
+        for days in (click_store.DAY_IN_TEXT_DAYS + 1, 30, 400, -1, -3000)
+    }
+    assert len(others) == 1 and others.isdisjoint(recent)
+
+    old = _store_click_at(TODAY - timedelta(days=30))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    assert click_store.click_get(click_id=old).click_id == old
