@@ -129,7 +129,7 @@ def click_query(
     a day), its second a parameter: PostgreSQL plans the prepared statement's generic plan with
     that one partition in it. With the day as a parameter alone it prunes only at execution,
     after locking every partition the retention keeps (180 days by default), on every lookup:
-    0.15-0.18 ms of PostgreSQL CPU against 0.07 with 189 partitions. Older (or forged) ids take
+    0.12-0.19 ms of PostgreSQL CPU against 0.08-0.09 with 189 partitions. Older (or forged) ids take
     that one statement: a statement for every day they name would outgrow psycopg's cache of
     100 prepared statements a connection, and each eviction costs a round trip and a new plan."""
     # The columns come from this module, `also` from the caller's code, the day's bounds from a
