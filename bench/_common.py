@@ -40,17 +40,18 @@ def bench_env(*, database: str, redis_db: int, port: int, web_workers: int) -> d
     }
 
 
-def run(cmd: list[str], env: dict[str, str]) -> str:
-    return subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+def run(cmd: list[str], env: dict[str, str], *, cwd: Path = ROOT) -> str:
+    return subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def django(env: dict[str, str], code: str) -> str:
-    """Run a snippet with Django set up against the bench database; returns its stdout."""
+def django(env: dict[str, str], code: str, *, root: Path = ROOT) -> str:
+    """Run a snippet with Django set up against the bench database, on the code in `root` (this
+    checkout unless told); returns its stdout."""
     prelude = (
         "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
         "'config.settings.base'); django.setup()\n"
     )
-    return run([PY, "-c", prelude + code], env)
+    return run([PY, "-c", prelude + code], env, cwd=root)
 
 
 def server_start(env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
