@@ -18,7 +18,10 @@ Security: a pixel's URL is public in the advertiser's page, so its token is too;
 cannot sign (no HMAC: an advertiser that requires signatures cannot use pixels, and signature
 headers sent to a pixel are ignored), and the request comes from the shopper's IP (an advertiser
 with an IP allowlist cannot use pixels either). What protects a pixel is the click cookie: only a
-browser that clicked can convert its own click. Server postbacks are the stronger method.
+browser that clicked can convert its own click. That browser may still send what it likes, so a
+pixel's `status` can hold or reject a conversion but never approve one the goal leaves pending,
+and a pixel fired again for a recorded order is a duplicate that moves nothing
+(services.BROWSER_METHODS). Server postbacks are the stronger method.
 
 Browsers that block third-party cookies do not send the cookie to a pixel on another site: the
 cookie is only sent cross-site when it was set over HTTPS (SameSite=None; Secure).

@@ -79,6 +79,10 @@ class PostbackRejected(DomainError):
     pass
 
 
+# Conversions a shopper's browser reports (pixels), not the advertiser's server.
+BROWSER_METHODS = frozenset({ConversionMethod.PIXEL, ConversionMethod.IFRAME, ConversionMethod.JS})
+
+
 @dataclass(frozen=True)
 class InboundRequest:
     """The HTTP request a postback came in, as the security checks need it (HMAC signatures are
@@ -447,6 +451,13 @@ def conversion_record(
         except InvalidAmount as exc:
             raise PostbackRejected("invalid_amount") from exc
     status = _status_for(raw=params["status"], goal=goal)
+    # A pixel's URL and token are public on the advertiser's page and any browser that clicked
+    # can call it with what it likes: its status may hold or reject, never approve what the
+    # goal leaves pending, and never moves a conversion already recorded.
+    from_browser = via in BROWSER_METHODS
+    if from_browser and status == ConversionStatus.APPROVED:
+        status = ConversionStatus(goal.default_status)
+    repeat_status = "" if from_browser else params["status"]
 
     # "This order again" (a retry) and "the goal already converted on this click"; a
     # concurrent retry that commits in between is caught by the constraints below.
@@ -459,7 +470,7 @@ def conversion_record(
         existing, goal_converted = None, goal.pk in converted.goals
     if existing is not None:
         return _repeat_postback(
-            existing, sale_amount=sale_amount, raw_status=params["status"], now=now
+            existing, sale_amount=sale_amount, raw_status=repeat_status, now=now
         )
     # After the retry check: a retry of a recorded conversion gets the same answer however many
     # days later it comes, even once the click is past its attribution window.
@@ -545,7 +556,7 @@ def conversion_record(
     existing, _ = _same_goal(order_id=order_id, click_id=click.click_id, goal_id=goal.pk)
     if existing is None:
         raise PostbackRejected("goal_already_converted", http_status=409)
-    return _repeat_postback(existing, sale_amount=sale_amount, raw_status=params["status"], now=now)
+    return _repeat_postback(existing, sale_amount=sale_amount, raw_status=repeat_status, now=now)
 
 
 def postback_decide(record: Callable[[], tuple[Conversion, bool]]) -> PostbackDecision:

@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 
 from apps.conversions import services
 from apps.conversions.models import Conversion, InboundPostbackLog
@@ -312,3 +313,48 @@ def test_the_image_pixel_is_a_valid_1x1_gif():
     assert int.from_bytes(PIXEL_GIF[6:8], "little") == 1  # width
     assert int.from_bytes(PIXEL_GIF[8:10], "little") == 1  # height
     assert PIXEL_GIF.endswith(b";")
+
+
+@pytest.mark.parametrize("path", list(PIXELS))
+def test_a_pixel_cannot_approve_what_the_goal_leaves_pending(browser, click, goal, path):
+    """A pixel's URL and token are public on the advertiser's page, and any browser that
+    clicked can call it with what it likes: `status=approved` must not skip the review a goal
+    whose conversions start pending asks for."""
+    goal.default_status = "pending"
+    goal.save()
+    _asset(
+        _with_cookie(browser, click.click_id).get(
+            path, {"order_id": "P-1", "status": "approved", "token": TOKEN}
+        ),
+        path,
+    )
+    assert Conversion.objects.get().status == "pending"
+
+
+def test_a_pixel_may_still_hold_or_reject_its_own_conversion(browser, click, goal):
+    _with_cookie(browser, click.click_id).get(
+        "/pixel", {"order_id": "P-2", "status": "rejected", "token": TOKEN}
+    )
+    assert Conversion.objects.get().status == "rejected"
+
+
+def test_a_pixel_fired_again_cannot_move_a_conversion_on(browser, click, goal):
+    """The advertiser's server recorded the order pending; the same order fired again from a
+    browser with status=approved is a duplicate, and the conversion stays pending."""
+    goal.default_status = "pending"
+    goal.save()
+    answer = services.postback_process(
+        raw={"click_id": click.click_id, "order_id": "P-3", "token": TOKEN},
+        request_ip="203.0.113.9",
+        method="GET",
+        path="/postback",
+        now=timezone.now(),
+    )
+    assert (answer.result, answer.conversion.status) == ("accepted", "pending")
+    _with_cookie(browser, click.click_id).get(
+        "/pixel", {"order_id": "P-3", "status": "approved", "token": TOKEN}
+    )
+    assert Conversion.objects.get().status == "pending"
+    assert InboundPostbackLog.objects.order_by("-id").values_list("result", flat=True)[0] == (
+        "duplicate"
+    )
