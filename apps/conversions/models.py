@@ -250,6 +250,9 @@ class PostbackOutbox(models.Model):
     )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set by a worker's claim: while next_attempt_at still equals it, that worker is calling
+    # (its lease); a resend then leaves the row to the call instead of starting a second one.
+    leased_until = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)

@@ -382,7 +382,10 @@ def outbox_claim(
         claims = [Claim(pk, attempts + 1, lease_until) for pk, attempts in rows]
         # One UPDATE for the batch: the rows are locked, so attempts + 1 is what claims hold.
         PostbackOutbox.objects.filter(pk__in=[claim.outbox_id for claim in claims]).update(
-            attempts=F("attempts") + 1, next_attempt_at=lease_until, updated_at=now
+            attempts=F("attempts") + 1,
+            next_attempt_at=lease_until,
+            leased_until=lease_until,
+            updated_at=now,
         )
     return claims
 
@@ -698,7 +701,14 @@ def postback_resume(*, postback_id: int, now: datetime) -> int:
 
 
 def _requeue(outbox_ids: list[int], *, now: datetime) -> None:
-    PostbackOutbox.objects.filter(pk__in=outbox_ids).update(
+    """Due now with a fresh set of attempts; except a row a worker is calling right now (its
+    lease still runs, the claim's next_attempt_at untouched by a result): requeued, it would be
+    claimed and called a second time while the first call is still out. That call is the send;
+    if it fails, the row keeps to its schedule."""
+    in_flight = Q(
+        state=OutboxState.PENDING, leased_until__gt=now, next_attempt_at=F("leased_until")
+    )
+    PostbackOutbox.objects.filter(pk__in=outbox_ids).exclude(in_flight).update(
         state=OutboxState.PENDING, attempts=0, next_attempt_at=now, last_error="", updated_at=now
     )
     outbox_kick(outbox_ids)

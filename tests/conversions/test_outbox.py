@@ -287,19 +287,56 @@ def test_a_success_from_a_taken_over_holder_still_delivers_the_row(
 
 
 def test_a_claim_overtaken_by_a_staff_requeue_and_a_new_claim_makes_no_call(conversion, tracker):
-    """A claims; staff ask for the row again (attempts back to 0) and B claims it, at A's attempt
-    number. A, getting to the row late, must see that the lease is no longer its own."""
+    """A claims and stalls past its lease; staff ask for the row again (attempts back to 0) and
+    B claims it, at A's attempt number. A, getting to the row late, must see that the lease is
+    no longer its own."""
     _postback(conversion, tracker.url + "/pb")
     [row_id] = _write(conversion)
     [claim_a] = outbound.outbox_claim(now=timezone.now())
-    outbound._requeue([row_id], now=timezone.now())
-    [claim_b] = outbound.outbox_claim(now=timezone.now() + timedelta(seconds=1))
+    outbound._requeue([row_id], now=claim_a.lease_until + timedelta(seconds=1))
+    [claim_b] = outbound.outbox_claim(now=claim_a.lease_until + timedelta(seconds=2))
     assert claim_a.attempts == claim_b.attempts == 1
 
     assert outbound.outbox_deliver_claimed(claim_a) is None
     assert tracker.paths == []
     assert outbound.outbox_deliver_claimed(claim_b).succeeded is True
     assert tracker.paths == ["/pb"]
+
+
+def test_a_resend_asked_for_while_the_call_is_out_makes_no_second_call(
+    conversion, tracker, monkeypatch
+):
+    """Staff (or the affiliate) ask for the event again while a worker is calling: the row is
+    left to that call, so no second worker can claim it and call again meanwhile."""
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    [claim_a] = outbound.outbox_claim(now=timezone.now())
+    real_attempt = outbound._attempt
+    during_the_call: list[object] = []
+
+    def asked_meanwhile(call):
+        during_the_call.append(outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now()))
+        during_the_call.append(outbound.outbox_claim(now=timezone.now() + timedelta(seconds=1)))
+        return real_attempt(call)
+
+    monkeypatch.setattr(outbound, "_attempt", asked_meanwhile)
+    assert outbound.outbox_deliver_claimed(claim_a).succeeded is True
+    resend, claims = during_the_call
+    assert (resend.queued, claims) == (1, [])
+    assert (_row().state, tracker.paths) == ("delivered", ["/pb"])
+
+
+def test_a_resend_after_a_failed_call_is_due_at_once(conversion, tracker):
+    """The lease ends with the result: a row that failed and waits for its retry is requeued."""
+    tracker.statuses = [500]
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    [claim] = outbound.outbox_claim(now=timezone.now())
+    assert outbound.outbox_deliver_claimed(claim).succeeded is False
+    now = timezone.now()
+    assert _row().next_attempt_at > now
+    outbound.outbox_resend(outbox_ids=[row_id], now=now)
+    assert (_row().attempts, _row().next_attempt_at) == (0, now)
 
 
 def test_a_status_line_with_a_nul_byte_is_a_logged_failure(conversion, settings):
