@@ -250,8 +250,8 @@ class PostbackOutbox(models.Model):
     )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # Set by a worker's claim: while next_attempt_at still equals it, that worker is calling
-    # (its lease); a resend then leaves the row to the call instead of starting a second one.
+    # A worker's claim sets it, its result clears it: while it runs, the call may be out, and a
+    # resend makes the row due when it ends rather than now (no second call beside the first).
     leased_until = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField()

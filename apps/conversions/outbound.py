@@ -48,7 +48,7 @@ from decimal import Decimal
 import redis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, QuerySet, Value
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
@@ -482,6 +482,7 @@ def outbox_deliver_claimed(claim: Claim) -> OutboundPostbackDelivery | None:
             state=OutboxState.CANCELLED,
             attempts=claim.attempts - 1,  # nothing was attempted
             next_attempt_at=None,
+            leased_until=None,
             last_error=reason[:255],
             updated_at=timezone.now(),
         )
@@ -519,21 +520,30 @@ def _result_record(
             if row.state != OutboxState.DELIVERED:
                 row.state = OutboxState.DELIVERED
                 row.delivered_at = now
-                row.next_attempt_at = None
-                row.save(update_fields=["state", "delivered_at", "next_attempt_at", "updated_at"])
+                row.next_attempt_at = row.leased_until = None
+                row.save(
+                    update_fields=[
+                        "state",
+                        "delivered_at",
+                        "next_attempt_at",
+                        "leased_until",
+                        "updated_at",
+                    ]
+                )
             return None
         if delivery.succeeded:
             # Delivered is the truth whoever holds the lease now; a holder still calling will find
             # the row no longer pending and only log its attempt.
             row.state = OutboxState.DELIVERED
             row.delivered_at = now
-            row.next_attempt_at = None
+            row.next_attempt_at = row.leased_until = None
             row.last_error = ""
             row.save(
                 update_fields=[
                     "state",
                     "delivered_at",
                     "next_attempt_at",
+                    "leased_until",
                     "last_error",
                     "updated_at",
                 ]
@@ -559,12 +569,13 @@ def _failure_schedule(row: PostbackOutbox, claim: Claim, *, error: str) -> None:
     if not _holds(row, claim):
         return
     row.last_error = error[:255]
+    row.leased_until = None  # the call is over
     if claim.attempts >= settings.OUTBOUND_POSTBACK_MAX_ATTEMPTS:
         row.state = OutboxState.FAILED
         row.next_attempt_at = None
     else:
         row.next_attempt_at = timezone.now() + _backoff(claim.attempts)
-    row.save(update_fields=["state", "last_error", "next_attempt_at", "updated_at"])
+    row.save(update_fields=["state", "last_error", "next_attempt_at", "leased_until", "updated_at"])
 
 
 def _attempt_crashed(claim: Claim) -> None:
@@ -701,15 +712,19 @@ def postback_resume(*, postback_id: int, now: datetime) -> int:
 
 
 def _requeue(outbox_ids: list[int], *, now: datetime) -> None:
-    """Due now with a fresh set of attempts; except a row a worker is calling right now (its
-    lease still runs, the claim's next_attempt_at untouched by a result): requeued, it would be
-    claimed and called a second time while the first call is still out. That call is the send;
-    if it fails, the row keeps to its schedule."""
-    in_flight = Q(
-        state=OutboxState.PENDING, leased_until__gt=now, next_attempt_at=F("leased_until")
-    )
-    PostbackOutbox.objects.filter(pk__in=outbox_ids).exclude(in_flight).update(
-        state=OutboxState.PENDING, attempts=0, next_attempt_at=now, last_error="", updated_at=now
+    """Due now with a fresh set of attempts. A row whose call may still be out (a claim's lease
+    that no result has closed: the worker is calling, or staff cancelled or a pause held the
+    row meanwhile) is due when that lease ends instead: due now, a second worker would call
+    beside the first. The first call's result no longer holds the row (attempts start again):
+    a success still marks it delivered, a failure writes nothing and the row goes out again."""
+    PostbackOutbox.objects.filter(pk__in=outbox_ids).update(
+        state=OutboxState.PENDING,
+        attempts=0,
+        next_attempt_at=Case(
+            When(leased_until__gt=now, then=F("leased_until")), default=Value(now)
+        ),
+        last_error="",
+        updated_at=now,
     )
     outbox_kick(outbox_ids)
 

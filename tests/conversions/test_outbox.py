@@ -326,6 +326,53 @@ def test_a_resend_asked_for_while_the_call_is_out_makes_no_second_call(
     assert (_row().state, tracker.paths) == ("delivered", ["/pb"])
 
 
+def test_a_resend_during_the_last_attempt_still_goes_out_when_that_call_fails(
+    conversion, tracker, settings, monkeypatch
+):
+    """Asked for during the row's last attempt, which then fails: the resend's fresh attempts
+    still apply, from the end of that call's lease (not given up on, not silently dropped)."""
+    settings.OUTBOUND_POSTBACK_MAX_ATTEMPTS = 1
+    tracker.statuses = [500, 200]
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    [claim] = outbound.outbox_claim(now=timezone.now())
+    real_attempt = outbound._attempt
+
+    def asked_meanwhile(call):
+        assert outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now()).queued == 1
+        return real_attempt(call)
+
+    monkeypatch.setattr(outbound, "_attempt", asked_meanwhile)
+    assert outbound.outbox_deliver_claimed(claim).succeeded is False
+    monkeypatch.setattr(outbound, "_attempt", real_attempt)
+    row = _row()
+    assert (row.state, row.attempts, row.next_attempt_at) == ("pending", 0, claim.lease_until)
+    [again] = outbound.outbox_claim(now=claim.lease_until + timedelta(seconds=1))
+    assert outbound.outbox_deliver_claimed(again).succeeded is True
+    assert (_row().state, tracker.paths) == ("delivered", ["/pb", "/pb"])
+
+
+def test_a_row_cancelled_mid_call_and_resent_waits_for_that_call(conversion, tracker, monkeypatch):
+    """Staff cancel a row while its call is out, then ask for it again: it is due when that
+    call's lease ends, not at once beside it."""
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    [claim] = outbound.outbox_claim(now=timezone.now())
+    real_attempt = outbound._attempt
+    claims_meanwhile: list[object] = []
+
+    def cancelled_and_resent(call):
+        now = timezone.now()
+        assert outbound.outbox_cancel(outbox_ids=[row_id], now=now) == 1
+        outbound.outbox_resend(outbox_ids=[row_id], now=now)
+        claims_meanwhile.extend(outbound.outbox_claim(now=now + timedelta(seconds=1)))
+        return real_attempt(call)
+
+    monkeypatch.setattr(outbound, "_attempt", cancelled_and_resent)
+    assert outbound.outbox_deliver_claimed(claim).succeeded is True
+    assert (claims_meanwhile, _row().state, tracker.paths) == ([], "delivered", ["/pb"])
+
+
 def test_a_resend_after_a_failed_call_is_due_at_once(conversion, tracker):
     """The lease ends with the result: a row that failed and waits for its retry is requeued."""
     tracker.statuses = [500]
