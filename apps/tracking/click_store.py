@@ -114,7 +114,8 @@ def clicks_insert(clicks: list[dict[str, Any]], *, replay: bool = True) -> int:
 
 
 _CLICK_FIELDS = ("id", *COLUMNS)
-# The days back (from today, UTC) whose lookups name their day in the statement (click_query).
+# Lookups of clicks made today or up to this many days before (UTC) name their day in the
+# statement (click_query).
 DAY_IN_TEXT_DAYS = 7
 
 
@@ -124,14 +125,15 @@ def click_query(
     """The SQL and parameters of a lookup by id. `also`: more select-list expressions (from
     ", "), which may refer to the row as tracking_click.
 
-    The id carries its second, so the scan is one partition. For a click of the last
-    DAY_IN_TEXT_DAYS (nearly every postback) the day is in the statement's text (one statement
-    a day), its second a parameter: PostgreSQL plans the prepared statement's generic plan with
-    that one partition in it. With the day as a parameter alone it prunes only at execution,
-    after locking every partition the retention keeps (180 days by default), on every lookup:
-    0.12-0.19 ms of PostgreSQL CPU against 0.08-0.09 with 189 partitions. Older (or forged) ids take
-    that one statement: a statement for every day they name would outgrow psycopg's cache of
-    100 prepared statements a connection, and each eviction costs a round trip and a new plan."""
+    The id carries its second, so the scan is one partition. For a click of today or the
+    DAY_IN_TEXT_DAYS before (nearly every postback) the day is in the statement's text (one
+    statement a day), its second a parameter: PostgreSQL plans the prepared statement's generic
+    plan with that one partition in it. With the day as a parameter alone it prunes only at
+    execution, after locking every partition the retention keeps (180 days by default), on
+    every lookup: 0.12-0.19 ms of PostgreSQL CPU against 0.08-0.09 with 189 partitions. Older
+    (or forged) ids take that one statement: a statement for every day they name would outgrow
+    psycopg's cache of 100 prepared statements a connection, and each eviction costs a round
+    trip and a new plan."""
     # The columns come from this module, `also` from the caller's code, the day's bounds from a
     # date (digits), never from a request.
     select = f"SELECT id, {_COLUMN_LIST}{also} FROM tracking_click WHERE click_id = %s"
