@@ -518,39 +518,33 @@ def _result_record(
             # delivery_one_success_per_row: the row was delivered already (by a holder that took
             # over after this one's lease ran out). The row is done, whoever marked it.
             if row.state != OutboxState.DELIVERED:
-                row.state = OutboxState.DELIVERED
-                row.delivered_at = now
-                row.next_attempt_at = row.leased_until = None
-                row.save(
-                    update_fields=[
-                        "state",
-                        "delivered_at",
-                        "next_attempt_at",
-                        "leased_until",
-                        "updated_at",
-                    ]
-                )
+                _delivered_mark(row, now=now)
             return None
         if delivery.succeeded:
             # Delivered is the truth whoever holds the lease now; a holder still calling will find
             # the row no longer pending and only log its attempt.
-            row.state = OutboxState.DELIVERED
-            row.delivered_at = now
-            row.next_attempt_at = row.leased_until = None
-            row.last_error = ""
-            row.save(
-                update_fields=[
-                    "state",
-                    "delivered_at",
-                    "next_attempt_at",
-                    "leased_until",
-                    "last_error",
-                    "updated_at",
-                ]
-            )
+            _delivered_mark(row, now=now)
             return delivery
         _failure_schedule(row, claim, error=delivery.error or f"HTTP {delivery.http_status}")
     return delivery
+
+
+def _delivered_mark(row: PostbackOutbox, *, now: datetime) -> None:
+    """The locked row is done: delivered, nothing more due, its lease closed."""
+    row.state = OutboxState.DELIVERED
+    row.delivered_at = now
+    row.next_attempt_at = row.leased_until = None
+    row.last_error = ""
+    row.save(
+        update_fields=[
+            "state",
+            "delivered_at",
+            "next_attempt_at",
+            "leased_until",
+            "last_error",
+            "updated_at",
+        ]
+    )
 
 
 def _holds(row: PostbackOutbox, claim: Claim) -> bool:

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from base64 import b64decode
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -303,23 +303,37 @@ def test_a_claim_overtaken_by_a_staff_requeue_and_a_new_claim_makes_no_call(conv
     assert tracker.paths == ["/pb"]
 
 
+def _claimed_with_meanwhile(
+    conversion, tracker, monkeypatch, meanwhile: Callable[[int], None]
+) -> tuple[int, outbound.Claim]:
+    """A row for the tracker's /pb, claimed; its first call runs `meanwhile(row_id)` just
+    before it goes out (what happens while the call is out). Later calls are plain."""
+    _postback(conversion, tracker.url + "/pb")
+    [row_id] = _write(conversion)
+    [claim] = outbound.outbox_claim(now=timezone.now())
+    real_attempt = outbound._attempt
+
+    def attempt(call):
+        monkeypatch.setattr(outbound, "_attempt", real_attempt)
+        meanwhile(row_id)
+        return real_attempt(call)
+
+    monkeypatch.setattr(outbound, "_attempt", attempt)
+    return row_id, claim
+
+
 def test_a_resend_asked_for_while_the_call_is_out_makes_no_second_call(
     conversion, tracker, monkeypatch
 ):
     """Staff (or the affiliate) ask for the event again while a worker is calling: the row is
     left to that call, so no second worker can claim it and call again meanwhile."""
-    _postback(conversion, tracker.url + "/pb")
-    [row_id] = _write(conversion)
-    [claim_a] = outbound.outbox_claim(now=timezone.now())
-    real_attempt = outbound._attempt
     during_the_call: list[object] = []
 
-    def asked_meanwhile(call):
+    def asked_meanwhile(row_id: int) -> None:
         during_the_call.append(outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now()))
         during_the_call.append(outbound.outbox_claim(now=timezone.now() + timedelta(seconds=1)))
-        return real_attempt(call)
 
-    monkeypatch.setattr(outbound, "_attempt", asked_meanwhile)
+    _, claim_a = _claimed_with_meanwhile(conversion, tracker, monkeypatch, asked_meanwhile)
     assert outbound.outbox_deliver_claimed(claim_a).succeeded is True
     resend, claims = during_the_call
     assert (resend.queued, claims) == (1, [])
@@ -333,18 +347,12 @@ def test_a_resend_during_the_last_attempt_still_goes_out_when_that_call_fails(
     still apply, from the end of that call's lease (not given up on, not silently dropped)."""
     settings.OUTBOUND_POSTBACK_MAX_ATTEMPTS = 1
     tracker.statuses = [500, 200]
-    _postback(conversion, tracker.url + "/pb")
-    [row_id] = _write(conversion)
-    [claim] = outbound.outbox_claim(now=timezone.now())
-    real_attempt = outbound._attempt
 
-    def asked_meanwhile(call):
+    def asked_meanwhile(row_id: int) -> None:
         assert outbound.outbox_resend(outbox_ids=[row_id], now=timezone.now()).queued == 1
-        return real_attempt(call)
 
-    monkeypatch.setattr(outbound, "_attempt", asked_meanwhile)
+    _, claim = _claimed_with_meanwhile(conversion, tracker, monkeypatch, asked_meanwhile)
     assert outbound.outbox_deliver_claimed(claim).succeeded is False
-    monkeypatch.setattr(outbound, "_attempt", real_attempt)
     row = _row()
     assert (row.state, row.attempts, row.next_attempt_at) == ("pending", 0, claim.lease_until)
     [again] = outbound.outbox_claim(now=claim.lease_until + timedelta(seconds=1))
@@ -355,20 +363,15 @@ def test_a_resend_during_the_last_attempt_still_goes_out_when_that_call_fails(
 def test_a_row_cancelled_mid_call_and_resent_waits_for_that_call(conversion, tracker, monkeypatch):
     """Staff cancel a row while its call is out, then ask for it again: it is due when that
     call's lease ends, not at once beside it."""
-    _postback(conversion, tracker.url + "/pb")
-    [row_id] = _write(conversion)
-    [claim] = outbound.outbox_claim(now=timezone.now())
-    real_attempt = outbound._attempt
     claims_meanwhile: list[object] = []
 
-    def cancelled_and_resent(call):
+    def cancelled_and_resent(row_id: int) -> None:
         now = timezone.now()
         assert outbound.outbox_cancel(outbox_ids=[row_id], now=now) == 1
         outbound.outbox_resend(outbox_ids=[row_id], now=now)
         claims_meanwhile.extend(outbound.outbox_claim(now=now + timedelta(seconds=1)))
-        return real_attempt(call)
 
-    monkeypatch.setattr(outbound, "_attempt", cancelled_and_resent)
+    _, claim = _claimed_with_meanwhile(conversion, tracker, monkeypatch, cancelled_and_resent)
     assert outbound.outbox_deliver_claimed(claim).succeeded is True
     assert (claims_meanwhile, _row().state, tracker.paths) == ([], "delivered", ["/pb"])
 
