@@ -20,7 +20,8 @@ POST /api/v1/advertiser/signing-secret/); after a rotation the secret it replace
 until previous_signing_secret_expires_at, so the advertiser can deploy the new one first.
 
 Pixels (/pixel, /pixel/iframe, /pixel.js) are fired by the shopper's browser, which cannot sign:
-an advertiser that requires a signature cannot use them.
+they are never checked as signed, and an offer takes them only when its pixel_methods say so
+(apps.conversions.pixel).
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ class OfferSerializer(serializers.ModelSerializer[Offer]):
             "fallback_url",
             "currency",
             "attribution_window_days",
+            "pixel_methods",
             "min_seconds_to_convert",
             "quality_threshold",
             "goals",

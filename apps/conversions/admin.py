@@ -223,6 +223,9 @@ class InboundPostbackLogAdmin(AdvertiserScopedAdmin):
         "missing_click_id": "No click id was sent (for a pixel: the browser sent no click cookie).",
         "unknown_click": "No click has this id: mistyped, not from us, or not a click id at all.",
         "bad_token": "The postback token is missing or wrong for the click's advertiser.",
+        "pixel_not_enabled": "The offer does not take this kind of pixel (its pixel methods).",
+        "token_exposed": "A pixel carried the advertiser's secret postback token, which is "
+        "public in a page: rotate the token and take it out of the pixel.",
         "ip_not_allowed": "The sender's IP is not in the advertiser's IP allowlist.",
         "signature_required": "The advertiser requires an HMAC signature and none was sent.",
         "signing_not_configured": "A signature was sent but the advertiser has no signing secret.",

@@ -2,26 +2,28 @@
 
 The advertiser puts one of them on its thank-you page; the shopper's browser requests it from our
 tracking domain and so sends the click cookie that `/click` set (settings.CLICK_COOKIE_NAME). The
-parameters are the postback's (goal, amount, order_id, status, token, adv1…adv5, and their
-aliases) minus the click id, which only the cookie gives: a click id in the query is ignored. With
-no cookie (and no coupon code) the call is logged as rejected, `missing_click_id`.
+parameters are the postback's (goal, amount, order_id, status, adv1…adv5, and their aliases)
+minus the click id, which only the cookie gives: a click id in the query is ignored. With no
+cookie the call is logged as rejected, `missing_click_id`.
 
 The answer is always the asset (200, no-cache), whatever the outcome, so a refused conversion never
 shows as a broken image or a script error on the advertiser's page; the outcome goes to the
 inbound postback log like a postback's, with the method (pixel, iframe, js) on the conversion.
 
 `/pixel.js` is a JavaScript tag (`<script src="https://track.example.com/pixel.js?goal=sale&
-amount=49.90&order_id=A-1&token=…"></script>`): the browser's request for the script is the
-conversion, recorded by the server before it answers, and the script itself does nothing.
+amount=49.90&order_id=A-1"></script>`): the browser's request for the script is the conversion,
+recorded by the server before it answers, and the script itself does nothing.
 
-Security: a pixel's URL is public in the advertiser's page, so its token is too; the browser
-cannot sign (no HMAC: an advertiser that requires signatures cannot use pixels, and signature
-headers sent to a pixel are ignored), and the request comes from the shopper's IP (an advertiser
-with an IP allowlist cannot use pixels either). What protects a pixel is the click cookie: only a
-browser that clicked can convert its own click. That browser may still send what it likes, so a
-pixel's `status` can hold or reject a conversion but never approve one the goal leaves pending,
-and a pixel fired again for a recorded order is a duplicate that moves nothing
-(services.BROWSER_METHODS). Server postbacks are the stronger method.
+Security: a pixel's URL is public in the advertiser's page, so it carries no secret, and an offer
+takes only the pixels its `pixel_methods` name (none by default: server postbacks only). What
+proves a pixel is the click cookie alone: only a browser that clicked can convert its own click,
+so a pixel never converts by coupon code (codes are public). The advertiser's postback token in a
+pixel is refused (`token_exposed`), to be rotated before a reader of the page uses it on
+/postback. The browser cannot sign and calls from the shopper's IP, so the advertiser's
+signature and IP allowlist settings, which guard server postbacks, do not apply. A browser that
+clicked may still send what it likes, so a pixel's `status` can hold or reject a conversion but
+never approve one the goal leaves pending, and a pixel fired again for a recorded order is a
+duplicate that moves nothing (services.BROWSER_METHODS). Server postbacks are the stronger method.
 
 Browsers that block third-party cookies do not send the cookie to a pixel on another site: the
 cookie is only sent cross-site when it was set over HTTPS (SameSite=None; Secure).
@@ -103,7 +105,7 @@ def _pixel_answer(
 
 @require_safe
 def pixel_image(request: HttpRequest) -> HttpResponse:
-    """`GET /pixel`: `<img src="…/pixel?goal=…&amount=…&order_id=…&token=…" width=1 height=1>`."""
+    """`GET /pixel`: `<img src="…/pixel?goal=…&amount=…&order_id=…" width=1 height=1>`."""
     return _pixel_answer(
         request, via=ConversionMethod.PIXEL, content=PIXEL_GIF, content_type="image/gif"
     )

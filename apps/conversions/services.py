@@ -50,7 +50,7 @@ from apps.conversions.status import (
     status_move_allowed,
 )
 from apps.offers.caps import cap_counter_key
-from apps.offers.models import CapMetric, ConversionStatus, CouponCode, Goal
+from apps.offers.models import CapMetric, ConversionStatus, CouponCode, Goal, Offer, PixelMethod
 from apps.offers.pricing import AmountRequired, payout_rule, revenue_rule
 from apps.offers.selectors import custom_payout_for, goal_for_code
 from apps.quality.leads import email_key
@@ -80,7 +80,7 @@ class PostbackRejected(DomainError):
 
 
 # Conversions a shopper's browser reports (pixels), not the advertiser's server.
-BROWSER_METHODS = frozenset({ConversionMethod.PIXEL, ConversionMethod.IFRAME, ConversionMethod.JS})
+BROWSER_METHODS = frozenset(ConversionMethod(method) for method in PixelMethod.values)
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,18 @@ def advertiser_authenticate(
         if not secret_matches(token, advertiser.postback_token_hash):
             raise PostbackRejected("bad_token", http_status=403)
     return signed
+
+
+def pixel_authenticate(*, offer: Offer, via: ConversionMethod, token: str) -> None:
+    """Raise PostbackRejected unless the offer takes this kind of pixel. A pixel proves only the
+    click cookie (its click id comes from nowhere else): its URL is public, so it carries no
+    secret, and the advertiser's postback token in one is refused, to be noticed and rotated
+    before someone reading the page uses it on /postback."""
+    if via not in offer.pixel_methods:
+        raise PostbackRejected("pixel_not_enabled", http_status=403)
+    token_hash = offer.advertiser.postback_token_hash
+    if token and token_hash and secret_matches(token, token_hash):
+        raise PostbackRejected("token_exposed", http_status=403)
 
 
 def _status_for(*, raw: str, goal: Goal) -> ConversionStatus:
@@ -253,10 +265,17 @@ _CONVERTED_SQL = """,
 
 
 def _attribute(
-    params: Mapping[str, str], *, shopper_ip: str | None, email_hash: str, now: datetime
+    params: Mapping[str, str],
+    *,
+    shopper_ip: str | None,
+    email_hash: str,
+    now: datetime,
+    from_browser: bool,
 ) -> Attribution:
+    """The click (or coupon) the conversion belongs to. A pixel's only proof is the click
+    cookie, so a pixel never converts by coupon code: codes are public."""
     click_id = params["click_id"]
-    if not click_id and params["coupon_code"]:
+    if not click_id and params["coupon_code"] and not from_browser:
         return _attribute_coupon(code=params["coupon_code"], offer_id=params["offer_id"])
     if not click_id:
         raise PostbackRejected("missing_click_id")
@@ -421,18 +440,24 @@ def conversion_record(
     parsed_ip = ip_parse(params["ip"])
     shopper_ip = str(parsed_ip) if parsed_ip else None
     email_hash = email_key(params["email"])
-    attribution = _attribute(params, shopper_ip=shopper_ip, email_hash=email_hash, now=now)
+    from_browser = via in BROWSER_METHODS
+    attribution = _attribute(
+        params, shopper_ip=shopper_ip, email_hash=email_hash, now=now, from_browser=from_browser
+    )
     click = attribution.click
     offer = click.offer
     if log is not None:  # whatever is decided from here on, the click was read once already
         log.advertiser_id = offer.advertiser_id
-    advertiser_authenticate(
-        advertiser=offer.advertiser,
-        token=params["token"],
-        ip=request_ip,
-        request=request,
-        now=now,
-    )
+    if from_browser:
+        pixel_authenticate(offer=offer, via=via, token=params["token"])
+    else:
+        advertiser_authenticate(
+            advertiser=offer.advertiser,
+            token=params["token"],
+            ip=request_ip,
+            request=request,
+            now=now,
+        )
     if params["goal"] and not token_like(params["goal"]):
         raise PostbackRejected("unknown_goal")
     goal = goal_for_code(offer=offer, code=params["goal"])
@@ -451,10 +476,9 @@ def conversion_record(
         except InvalidAmount as exc:
             raise PostbackRejected("invalid_amount") from exc
     status = _status_for(raw=params["status"], goal=goal)
-    # A pixel's URL and token are public on the advertiser's page and any browser that clicked
-    # can call it with what it likes: its status may hold or reject, never approve what the
-    # goal leaves pending, and never moves a conversion already recorded.
-    from_browser = via in BROWSER_METHODS
+    # A pixel's URL is public on the advertiser's page and any browser that clicked can call it
+    # with what it likes: its status may hold or reject, never approve what the goal leaves
+    # pending, and never moves a conversion already recorded.
     if from_browser and status == ConversionStatus.APPROVED:
         status = ConversionStatus(goal.default_status)
     repeat_status = "" if from_browser else params["status"]

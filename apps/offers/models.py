@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.contrib.postgres.fields import ArrayField
@@ -8,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
+from apps.common.fields import ChoiceArrayField
 from apps.common.money import Currency
 from apps.partners.models import validate_timezone
 
@@ -60,9 +62,21 @@ def validate_country_code(value: str) -> None:
         raise ValidationError(f"{value!r} is not a two-letter ISO country code (e.g. US, GB)")
 
 
-def _choice_list(choices: type[models.TextChoices]) -> ArrayField:  # type: ignore[type-arg]
-    return ArrayField(
-        models.CharField(max_length=10, choices=choices.choices), blank=True, default=list
+class PixelMethod(models.TextChoices):
+    """The browser pixels an offer may take conversions from (server postbacks are always
+    taken); the values are the conversions' `method`."""
+
+    PIXEL = "pixel", "Image pixel"
+    IFRAME = "iframe", "Iframe pixel"
+    JS = "js", "JavaScript tag"
+
+
+def _choice_list(choices: type[models.TextChoices], **kwargs: Any) -> ChoiceArrayField:
+    return ChoiceArrayField(
+        models.CharField(max_length=10, choices=choices.choices),
+        blank=True,
+        default=list,
+        **kwargs,
     )
 
 
@@ -116,6 +130,12 @@ class Offer(models.Model):
     )
     allowed_devices = _choice_list(DeviceType)
     allowed_os = _choice_list(OsFamily)
+    pixel_methods = _choice_list(
+        PixelMethod,
+        help_text="Pixels this offer takes conversions from, besides server postbacks (always "
+        "taken). A pixel carries no secret: any browser with a click cookie of this offer can "
+        "fire it. Leave empty unless the advertiser's server cannot send postbacks.",
+    )
     attribution_window_days = models.PositiveSmallIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(365)]
     )

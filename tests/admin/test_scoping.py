@@ -164,6 +164,30 @@ def test_advertiser_user_edits_own_offer(admin_world: AdminWorld):
     assert str(w.goal_x.payout) == "3.0000"
 
 
+def test_advertiser_user_ticks_the_pixels_and_targeting_of_own_offer(admin_world: AdminWorld):
+    """Choice lists (pixels, devices, OS) are checkboxes: a value outside the choices is refused
+    with the form, not saved."""
+    w = admin_world
+    url = reverse("admin:offers_offer_change", args=[w.offer_x.pk])
+    page = w.x_client.get(url)
+    assert b'type="checkbox" name="pixel_methods" value="iframe"' in page.content
+    data = admin_form_data(page)
+    data.update({"pixel_methods": ["pixel", "js"], "allowed_devices": ["mobile", "tablet"]})
+    assert w.x_client.post(url, data).status_code == 302
+    w.offer_x.refresh_from_db()
+    assert (w.offer_x.pixel_methods, w.offer_x.allowed_devices) == (
+        ["pixel", "js"],
+        ["mobile", "tablet"],
+    )
+
+    data["pixel_methods"] = ["pixel", "beacon"]
+    response = w.x_client.post(url, data)
+    assert response.status_code == 200
+    assert "pixel_methods" in response.context["adminform"].form.errors
+    w.offer_x.refresh_from_db()
+    assert w.offer_x.pixel_methods == ["pixel", "js"]
+
+
 def test_adding_an_offer_forces_own_advertiser(admin_world: AdminWorld):
     w = admin_world
     response = w.x_client.post(

@@ -243,6 +243,7 @@ def test_advertiser_offer_shows_revenue(world):
     rows = world.client_y.get("/api/v1/advertiser/offers/").json()["results"]
     assert rows[0]["advertiser_id"] == world.adv_y.pk
     assert rows[0]["goals"][0]["revenue"] == "4.0000"
+    assert rows[0]["pixel_methods"] == []  # server postbacks only, unless pixels are ticked
 
 
 def test_advertiser_conversions_only_own_offers(world):

@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.conversions import services
 from apps.conversions.models import Conversion, InboundPostbackLog
 from apps.conversions.pixel import PIXEL_GIF, PIXEL_HTML, PIXEL_JS
-from apps.offers.models import CouponCode, OfferVisibility, PayoutType
+from apps.offers.models import CouponCode, OfferVisibility, PayoutType, PixelMethod
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +32,13 @@ PIXELS = {
     "/pixel/iframe": (PIXEL_HTML, "text/html; charset=utf-8", "iframe"),
     "/pixel.js": (PIXEL_JS, "application/javascript; charset=utf-8", "js"),
 }
+
+
+@pytest.fixture(autouse=True)
+def _pixels_taken(offer):
+    """The offer takes every kind of pixel (an offer takes none by default)."""
+    offer.pixel_methods = list(PixelMethod.values)
+    offer.save()
 
 
 @pytest.fixture
@@ -76,9 +83,7 @@ def _logged(path: str, result: str, reason: str, http_status: int) -> InboundPos
 
 @pytest.mark.parametrize("path", list(PIXELS))
 def test_pixel_with_the_click_cookie_records_the_conversion(browser, click, goal, path):
-    response = _with_cookie(browser, click.click_id).get(
-        path, {"order_id": "P-1", "token": TOKEN, "adv1": "crm"}
-    )
+    response = _with_cookie(browser, click.click_id).get(path, {"order_id": "P-1", "adv1": "crm"})
 
     _asset(response, path)
     conversion = Conversion.objects.get()
@@ -97,7 +102,6 @@ def test_pixel_with_the_click_cookie_records_the_conversion(browser, click, goal
     assert log.params == {
         "click_id": click.click_id,
         "order_id": "P-1",
-        "token": "***",
         "adv1": "crm",
     }
     assert log.headers == {"user-agent": UA, "referer": THANK_YOU}
@@ -116,7 +120,7 @@ def test_pixel_goal_amount_and_status(browser, click, goal):
     )
     _with_cookie(browser, click.click_id).get(
         "/pixel",
-        {"goal": "sale", "amount": "49.90", "order_id": "S-9", "status": "pending", "token": TOKEN},
+        {"goal": "sale", "amount": "49.90", "order_id": "S-9", "status": "pending"},
     )
     conversion = Conversion.objects.get()
     assert (conversion.goal.code, conversion.sale_amount, conversion.payout) == (
@@ -130,7 +134,7 @@ def test_pixel_goal_amount_and_status(browser, click, goal):
 def test_the_page_loaded_twice_is_one_conversion(browser, click):
     _with_cookie(browser, click.click_id)
     for _ in range(2):
-        _asset(browser.get("/pixel", {"order_id": "R-1", "token": TOKEN}), "/pixel")
+        _asset(browser.get("/pixel", {"order_id": "R-1"}), "/pixel")
     conversion = Conversion.objects.get()
     assert list(InboundPostbackLog.objects.order_by("id").values_list("result", "conversion")) == [
         ("accepted", conversion.pk),
@@ -138,9 +142,16 @@ def test_the_page_loaded_twice_is_one_conversion(browser, click):
     ]
 
 
-def test_no_token_needed_when_the_advertiser_does_not_require_one(browser, click):
+def test_no_token_needed_whatever_the_advertiser_requires_of_postbacks(browser, click):
+    """The advertiser's token, signature and IP allowlist guard its server's postbacks; a
+    pixel's URL is public and the browser cannot sign, so none of them applies to a pixel."""
+    from apps.advertisers.services import advertiser_rotate_signing_secret
+
     advertiser = click.offer.advertiser
-    advertiser.require_token = False
+    advertiser_rotate_signing_secret(advertiser=advertiser)
+    advertiser.require_token = True
+    advertiser.require_signature = True
+    advertiser.ip_allowlist = ["203.0.113.0/24"]
     advertiser.save()
     _with_cookie(browser, click.click_id).get("/pixel.js")
     assert Conversion.objects.get().method == "js"
@@ -155,7 +166,7 @@ def test_click_cookie_set_by_click_is_what_the_pixel_uses(browser, offer, affili
     assert redirect.status_code == 302
     click_id = redirect.cookies[settings.CLICK_COOKIE_NAME].value
 
-    _asset(browser.get("/pixel", {"order_id": "E2E-1", "token": TOKEN}), "/pixel")
+    _asset(browser.get("/pixel", {"order_id": "E2E-1"}), "/pixel")
     conversion = Conversion.objects.get()
     assert (conversion.click_id, conversion.affiliate, conversion.method) == (
         click_id,
@@ -164,26 +175,12 @@ def test_click_cookie_set_by_click_is_what_the_pixel_uses(browser, offer, affili
     )
 
 
-def test_coupon_code_without_a_cookie(browser, goal, affiliate):
-    CouponCode.objects.create(offer=goal.offer, affiliate=affiliate, code="SUMMER10")
-    _asset(
-        browser.get("/pixel", {"coupon_code": "summer10", "order_id": "C-1", "token": TOKEN}),
-        "/pixel",
-    )
-    conversion = Conversion.objects.get()
-    assert (conversion.affiliate, conversion.coupon_code, conversion.method) == (
-        affiliate,
-        "SUMMER10",
-        "coupon",
-    )
-
-
 # --- refused: still the asset, the reason in the log ---------------------------------------------
 
 
 @pytest.mark.parametrize("path", list(PIXELS))
 def test_no_cookie_is_missing_click_id(browser, click, path):
-    _asset(browser.get(path, {"order_id": "N-1", "token": TOKEN}), path)
+    _asset(browser.get(path, {"order_id": "N-1"}), path)
     assert Conversion.objects.count() == 0
     log = _logged(path, "rejected", "missing_click_id", 400)
     assert (log.click_id, log.advertiser, log.order_id) == ("", None, "N-1")
@@ -192,72 +189,95 @@ def test_no_cookie_is_missing_click_id(browser, click, path):
 @pytest.mark.parametrize("name", ["click_id", "transaction_id", "clickid", "cid"])
 def test_a_click_id_in_the_query_is_ignored(browser, click, name):
     """Only the cookie says which click converted: a pixel URL is public."""
-    _asset(browser.get("/pixel", {name: click.click_id, "token": TOKEN}), "/pixel")
+    _asset(browser.get("/pixel", {name: click.click_id}), "/pixel")
     assert Conversion.objects.count() == 0
     _logged("/pixel", "rejected", "missing_click_id", 400)
 
 
 def test_the_cookie_wins_over_a_click_id_in_the_query(browser, click):
     other = factories.ClickFactory(offer=click.offer)
-    _with_cookie(browser, click.click_id).get(
-        "/pixel", {"transaction_id": other.click_id, "token": TOKEN}
-    )
+    _with_cookie(browser, click.click_id).get("/pixel", {"transaction_id": other.click_id})
     assert Conversion.objects.get().click_id == click.click_id
 
 
 @pytest.mark.parametrize("cookie", ["clk-does-not-exist", "x" * 300, "' OR 1=1 --", "{click_id}"])
 def test_unknown_click_cookie(browser, click, cookie):
-    _asset(_with_cookie(browser, cookie).get("/pixel", {"token": TOKEN}), "/pixel")
+    _asset(_with_cookie(browser, cookie).get("/pixel", {}), "/pixel")
     assert Conversion.objects.count() == 0
     log = _logged("/pixel", "rejected", "unknown_click", 404)
     assert len(log.click_id) <= 64
 
 
-def test_bad_token(browser, click):
-    _asset(_with_cookie(browser, click.click_id).get("/pixel", {"token": "wrong"}), "/pixel")
+def test_a_coupon_code_without_a_cookie_is_refused(browser, goal, affiliate):
+    """Coupon codes are public (affiliates publish them): in a pixel, which carries no secret,
+    one would let anyone report sales for the code's affiliate."""
+    CouponCode.objects.create(offer=goal.offer, affiliate=affiliate, code="SUMMER10")
+    _asset(browser.get("/pixel", {"coupon_code": "summer10", "order_id": "C-1"}), "/pixel")
     assert Conversion.objects.count() == 0
-    log = _logged("/pixel", "rejected", "bad_token", 403)
-    assert log.params["token"] == "***"
+    _logged("/pixel", "rejected", "missing_click_id", 400)
 
 
-def test_missing_token_when_required(browser, click):
-    _asset(_with_cookie(browser, click.click_id).get("/pixel/iframe"), "/pixel/iframe")
+@pytest.mark.parametrize("path", list(PIXELS))
+def test_an_offer_takes_no_pixel_by_default(browser, click, offer, path):
+    """Any browser with a click cookie of the offer could fire a pixel: an offer whose
+    advertiser sends server postbacks takes none."""
+    offer.pixel_methods = []
+    offer.save()
+    _asset(_with_cookie(browser, click.click_id).get(path, {"order_id": "N-1"}), path)
     assert Conversion.objects.count() == 0
-    _logged("/pixel/iframe", "rejected", "bad_token", 403)
+    log = _logged(path, "rejected", "pixel_not_enabled", 403)
+    assert (log.click_id, log.advertiser) == (click.click_id, offer.advertiser)
+    assert factories.OfferFactory().pixel_methods == []
 
 
-def test_an_advertiser_with_an_ip_allowlist_cannot_use_pixels(browser, click):
-    advertiser = click.offer.advertiser
-    advertiser.ip_allowlist = ["203.0.113.0/24"]
-    advertiser.save()
-    _asset(_with_cookie(browser, click.click_id).get("/pixel", {"token": TOKEN}), "/pixel")
+def test_an_offer_takes_only_the_pixels_it_names(browser, click, offer):
+    offer.pixel_methods = ["iframe"]
+    offer.save()
+    _with_cookie(browser, click.click_id)
+    _asset(browser.get("/pixel", {"order_id": "I-1"}), "/pixel")
+    _asset(browser.get("/pixel.js", {"order_id": "I-1"}), "/pixel.js")
     assert Conversion.objects.count() == 0
-    _logged("/pixel", "rejected", "ip_not_allowed", 403)
+    _asset(browser.get("/pixel/iframe", {"order_id": "I-1"}), "/pixel/iframe")
+    assert Conversion.objects.get().method == "iframe"
+    assert list(InboundPostbackLog.objects.order_by("id").values_list("reason", flat=True)) == [
+        "pixel_not_enabled",
+        "pixel_not_enabled",
+        "",
+    ]
 
 
-def test_a_pixel_cannot_be_signed(browser, click):
-    """A browser cannot sign: an advertiser that requires signatures gets nothing from pixels,
-    even with signature headers (which pixels ignore)."""
-    from apps.advertisers.services import advertiser_rotate_signing_secret
+@pytest.mark.parametrize("name", ["token", "security_token", "verification_token"])
+def test_the_postback_token_in_a_pixel_is_refused(browser, click, name):
+    """Whoever reads the page could use the token on /postback, where it approves: the pixel is
+    refused, so the advertiser sees why in the log and rotates the token."""
+    _asset(
+        _with_cookie(browser, click.click_id).get("/pixel", {name: TOKEN, "order_id": "T-1"}),
+        "/pixel",
+    )
+    assert Conversion.objects.count() == 0
+    log = _logged("/pixel", "rejected", "token_exposed", 403)
+    assert log.params[name] == "***"
 
-    advertiser = click.offer.advertiser
-    advertiser_rotate_signing_secret(advertiser=advertiser)
-    advertiser.require_signature = True
-    advertiser.save()
+
+def test_a_token_that_is_not_the_advertisers_is_ignored(browser, click):
+    _with_cookie(browser, click.click_id).get("/pixel", {"token": "{token}"})
+    assert Conversion.objects.get().method == "pixel"
+
+
+def test_signature_headers_sent_to_a_pixel_are_ignored(browser, click):
+    """A browser cannot sign: signature headers are neither checked nor logged."""
     response = _with_cookie(browser, click.click_id).get(
         "/pixel",
-        {"token": TOKEN},
         headers={"X-OpenCPA-Timestamp": str(int(time.time())), "X-OpenCPA-Signature": "v1=00"},
     )
     _asset(response, "/pixel")
-    assert Conversion.objects.count() == 0
-    log = _logged("/pixel", "rejected", "signature_required", 403)
+    log = _logged("/pixel", "accepted", "", 200)
     assert "x-opencpa-signature" not in log.headers
 
 
 def test_invalid_amount(browser, click):
     _asset(
-        _with_cookie(browser, click.click_id).get("/pixel", {"amount": "1.234,56", "token": TOKEN}),
+        _with_cookie(browser, click.click_id).get("/pixel", {"amount": "1.234,56"}),
         "/pixel",
     )
     assert Conversion.objects.count() == 0
@@ -276,7 +296,7 @@ def test_an_internal_failure_still_answers_the_asset(browser, click, monkeypatch
         raise RuntimeError("database on fire")
 
     monkeypatch.setattr(services, "postback_process", broken)
-    _asset(_with_cookie(browser, click.click_id).get("/pixel.js", {"token": TOKEN}), "/pixel.js")
+    _asset(_with_cookie(browser, click.click_id).get("/pixel.js", {}), "/pixel.js")
     assert Conversion.objects.count() == 0
     assert "pixel conversion failed" in caplog.text
 
@@ -286,7 +306,7 @@ def test_an_internal_failure_still_answers_the_asset(browser, click, monkeypatch
 
 @pytest.mark.parametrize("path", list(PIXELS))
 def test_head_answers_without_recording(browser, click, path):
-    response = _with_cookie(browser, click.click_id).head(path, {"token": TOKEN})
+    response = _with_cookie(browser, click.click_id).head(path, {})
     assert response.status_code == 200
     assert response["Content-Type"] == PIXELS[path][1]
     assert Conversion.objects.count() == 0
@@ -295,7 +315,7 @@ def test_head_answers_without_recording(browser, click, path):
 
 @pytest.mark.parametrize("method", ["post", "put", "delete"])
 def test_other_methods_are_not_allowed(browser, click, method):
-    response = getattr(_with_cookie(browser, click.click_id), method)(f"/pixel?token={TOKEN}")
+    response = getattr(_with_cookie(browser, click.click_id), method)("/pixel")
     assert response.status_code == 405
     assert Conversion.objects.count() == 0
     assert InboundPostbackLog.objects.count() == 0
@@ -317,24 +337,20 @@ def test_the_image_pixel_is_a_valid_1x1_gif():
 
 @pytest.mark.parametrize("path", list(PIXELS))
 def test_a_pixel_cannot_approve_what_the_goal_leaves_pending(browser, click, goal, path):
-    """A pixel's URL and token are public on the advertiser's page, and any browser that
+    """A pixel's URL is public on the advertiser's page, and any browser that
     clicked can call it with what it likes: `status=approved` must not skip the review a goal
     whose conversions start pending asks for."""
     goal.default_status = "pending"
     goal.save()
     _asset(
-        _with_cookie(browser, click.click_id).get(
-            path, {"order_id": "P-1", "status": "approved", "token": TOKEN}
-        ),
+        _with_cookie(browser, click.click_id).get(path, {"order_id": "P-1", "status": "approved"}),
         path,
     )
     assert Conversion.objects.get().status == "pending"
 
 
 def test_a_pixel_may_still_hold_or_reject_its_own_conversion(browser, click, goal):
-    _with_cookie(browser, click.click_id).get(
-        "/pixel", {"order_id": "P-2", "status": "rejected", "token": TOKEN}
-    )
+    _with_cookie(browser, click.click_id).get("/pixel", {"order_id": "P-2", "status": "rejected"})
     assert Conversion.objects.get().status == "rejected"
 
 
@@ -351,9 +367,7 @@ def test_a_pixel_fired_again_cannot_move_a_conversion_on(browser, click, goal):
         now=timezone.now(),
     )
     assert (answer.result, answer.conversion.status) == ("accepted", "pending")
-    _with_cookie(browser, click.click_id).get(
-        "/pixel", {"order_id": "P-3", "status": "approved", "token": TOKEN}
-    )
+    _with_cookie(browser, click.click_id).get("/pixel", {"order_id": "P-3", "status": "approved"})
     assert Conversion.objects.get().status == "pending"
     assert InboundPostbackLog.objects.order_by("-id").values_list("result", flat=True)[0] == (
         "duplicate"
