@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.permissions import IsAffiliate, affiliate_of
-from apps.common.safe_http import UnsafeUrl, url_check_on_save
+from apps.common.safe_http import URL_REFUSED, UnsafeUrl, url_check_on_save
 from apps.conversions import outbound
 from apps.offers.models import Goal
 from apps.offers.selectors import offer_list_for_affiliate
@@ -26,7 +26,6 @@ from apps.partners.models import AffiliatePostback, AffiliateSigningKey
 from apps.partners.services import signing_key_rotate
 
 _http_url = URLValidator(schemes=["http", "https"])
-URL_REFUSED = "Use a public http(s) URL without credentials."
 
 
 def postback_url_check(value: str) -> None:

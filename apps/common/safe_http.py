@@ -4,6 +4,7 @@ The host is resolved once, every address it resolves to must be public, and the 
 to a checked address (so DNS cannot answer differently between check and connect). Redirects are
 not followed, credentials in URLs are refused, bodies are read up to a cap, and the whole exchange
 has a deadline (a per-read timeout alone lets a server that drips a byte at a time hold a worker).
+Ports browsers refuse (BAD_PORTS) are refused too.
 """
 
 from __future__ import annotations
@@ -25,10 +26,23 @@ from django.conf import settings
 from apps.common.net import IPAddress, ip_is_public, ip_parse
 
 USER_AGENT = "OpenCPA-Postback/1.0"
+# The Fetch standard's "bad ports", which browsers never call over HTTP: services (SMTP, IRC, SIP,
+# FTP…) that may take an HTTP request's lines as their own commands, so a URL on one of them
+# would have our workers talk to that service for whoever chose the URL.
+BAD_PORTS = frozenset(
+    {0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95}
+    | {101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161}
+    | {179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563}
+    | {587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060}
+    | {5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080}
+)
 _BLOCKED_HOST_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
 # What a DNS name may hold once IDNA-encoded; anything else ("%31", a tab) is not a name a resolver
 # should be asked about (some resolvers decode or cut such names in surprising ways).
 _HOSTNAME = re.compile(r"[a-z0-9_.-]{1,253}")
+
+
+URL_REFUSED = "Use a public http(s) URL without credentials, on a port browsers may call."
 
 
 class UnsafeUrl(Exception):
@@ -160,6 +174,13 @@ def url_check_on_save(url: str) -> None:
     except UnsafeUrl as exc:
         if exc.code != "unresolvable_host":
             raise
+    _port_check(port)
+
+
+def _port_check(port: int) -> None:
+    """After the address checks, so a private address is refused as such whatever its port."""
+    if port in BAD_PORTS:
+        raise UnsafeUrl("port_not_allowed")
 
 
 def _connect_checked(addresses: list[IPAddress], port: int, deadline: float) -> socket.socket:
@@ -225,6 +246,7 @@ def safe_request(
     started = time.monotonic()
     scheme, host, port = url_check_shape(url)
     addresses = _resolve_within(host, port, timeout)
+    _port_check(port)
     target = request_target(url)
     connection_class = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
     connection = connection_class(host, port, addresses, started + timeout)

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.common.safe_http import UnsafeUrl, url_check_on_save
+from apps.common.safe_http import URL_REFUSED, UnsafeUrl, url_check_on_save
 from apps.conversions import outbound
 from apps.conversions.models import OutboundPostbackDelivery, PostbackOutbox
 from apps.partners.models import Affiliate, AffiliatePostback, AffiliateSigningKey
@@ -49,9 +49,7 @@ class AffiliatePostbackForm(forms.ModelForm):  # type: ignore[type-arg]
         try:
             url_check_on_save(url)
         except UnsafeUrl as refused:
-            raise forms.ValidationError(
-                "Use a public http(s) URL without credentials.", code="url_not_allowed"
-            ) from refused
+            raise forms.ValidationError(URL_REFUSED, code="url_not_allowed") from refused
         return url
 
     def clean_http_method(self) -> str:

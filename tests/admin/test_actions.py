@@ -13,6 +13,7 @@ from apps.accounts.models import ApiKey
 from apps.accounts.services import api_key_create, secret_hash
 from apps.advertisers.models import Advertiser
 from apps.commissions.models import EntryKind, LedgerEntry
+from apps.common.safe_http import URL_REFUSED
 from apps.offers.models import AccessStatus, Offer, OfferAccess, OfferStatus
 from tests import factories
 
@@ -214,6 +215,8 @@ def test_ledger_second_commission_for_a_conversion_is_a_form_error(admin_world):
         ("http://127.0.0.1/pb", False),
         ("http://169.254.169.254/latest/", False),
         ("http://u:p@tracker.example.net/", False),
+        ("https://tracker.example.net:8443/pb", True),
+        ("http://tracker.example.net:587/pb", False),
     ],
 )
 def test_admin_postback_url_rule(admin_world: AdminWorld, url: str, ok: bool):
@@ -227,6 +230,4 @@ def test_admin_postback_url_rule(admin_world: AdminWorld, url: str, ok: bool):
     assert response.status_code == (302 if ok else 200)
     assert AffiliatePostback.objects.filter(url=url).exists() is ok
     if not ok:
-        assert response.context["adminform"].form.errors["url"] == [
-            "Use a public http(s) URL without credentials."
-        ]
+        assert response.context["adminform"].form.errors["url"] == [URL_REFUSED]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from apps.common.safe_http import URL_REFUSED
 from apps.partners.models import AffiliatePostback
 
 from .conftest import World
@@ -12,7 +13,7 @@ URL = "/api/v1/affiliate/postbacks/"
 REFUSAL = {
     "code": "invalid",
     "detail": "Invalid input.",
-    "errors": {"url": ["Use a public http(s) URL without credentials."]},
+    "errors": {"url": [URL_REFUSED]},
 }
 
 
@@ -108,6 +109,9 @@ def test_affiliate_field_in_body_is_ignored(world: World):
         "http:///nohost",
         "http://[::1/",
         "http://exa mple.com/pb",
+        "http://tracker.example.net:25/pb",  # SMTP: a port browsers refuse
+        "https://tracker.example.net:6667/pb",  # IRC
+        "http://93.184.215.14:22/pb",
         "",
     ],
 )

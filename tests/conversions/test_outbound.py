@@ -404,6 +404,8 @@ UNSAFE_TARGETS = [
     ("gopher://tracker.example.net/", "refused: scheme_not_allowed"),
     ("http://%31%32%37.0.0.1/pb", "refused: malformed_url"),
     ("http://tracker.invalid/pb", "refused: unresolvable_host"),
+    ("http://93.184.215.14:25/pb", "refused: port_not_allowed"),  # never connected to
+    ("https://93.184.215.14:10080/pb", "refused: port_not_allowed"),
 ]
 
 
