@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.accounts.services import secret_hash
 from apps.advertisers.models import Advertiser
@@ -75,7 +75,12 @@ def _candidates(params: Mapping[str, str], advertiser: Advertiser | None) -> Que
     if params["goal"]:
         if not token_like(params["goal"]):
             raise PostbackRejected("unknown_goal")
-        conversions = conversions.filter(goal__code=params["goal"])
+        # By code, or by id as HasOffers and Everflow send it (offers.selectors.goal_for_code).
+        by_goal = Q(goal__code=params["goal"])
+        goal_pk = digits_int(params["goal"])
+        if goal_pk is not None:
+            by_goal |= Q(goal_id=goal_pk)
+        conversions = conversions.filter(by_goal)
     return conversions
 
 

@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from apps.common.text import digits_int
 from apps.offers.models import (
     AccessStatus,
     CustomPayout,
@@ -57,12 +58,17 @@ def _offer_goals(offer_id: int) -> tuple[Goal, ...]:
 
 
 def goal_for_code(*, offer: Offer, code: str | None) -> Goal | None:
-    """The goal a postback names, or the offer's default goal when it names none (from the
-    catalog: shared read-only instances)."""
+    """The goal a postback names, by its code or else by its id (HasOffers' and Everflow's
+    postbacks carry the goal's number: goal_id=12, adv_event_id=12), or the offer's default goal
+    when it names none (from the catalog: shared read-only instances). A code wins over an id."""
     goals: tuple[Goal, ...] = catalog.cached("offer-goals", offer.pk, _offer_goals)
-    if code:
-        return next((goal for goal in goals if goal.code == code), None)
-    return next((goal for goal in goals if goal.is_default), None)
+    if not code:
+        return next((goal for goal in goals if goal.is_default), None)
+    by_code = next((goal for goal in goals if goal.code == code), None)
+    goal_pk = digits_int(code)
+    if by_code is not None or goal_pk is None:
+        return by_code
+    return next((goal for goal in goals if goal.pk == goal_pk), None)
 
 
 def tracking_link(*, offer_id: int, affiliate_id: int) -> str:

@@ -327,8 +327,8 @@ def test_locale_and_out_of_range_amounts_are_refused(client, click, dialect, amo
 @pytest.mark.parametrize(
     ("path", "params"),
     [
-        ("/aff_goal", {"a": "lsr", "goal_id": "999", "transaction_id": CLICK}),
-        ("/postback", {"adv_event_id": "42", "transaction_id": CLICK}),
+        ("/aff_goal", {"a": "lsr", "goal_id": "999999999", "transaction_id": CLICK}),
+        ("/postback", {"adv_event_id": "999999999", "transaction_id": CLICK}),
         ("/postback", {"goal": "upsell", "clickid": CLICK}),
         ("/postback", {"goal_alias": "deposit", "click_id": CLICK}),
     ],
@@ -337,6 +337,41 @@ def test_locale_and_out_of_range_amounts_are_refused(client, click, dialect, amo
 def test_unknown_goals(client, click, sale_goal, path, params):
     params = {key: value.replace(CLICK, click.click_id) for key, value in params.items()}
     _refused(client.get(path, {**params, "token": TOKEN}), 400, "unknown_goal")
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/aff_goal", "goal_id"), ("/postback", "adv_event_id"), ("/postback", "event_id")],
+    ids=["hasoffers", "everflow-adv_event_id", "everflow-event_id"],
+)
+def test_the_goal_by_its_id_as_hasoffers_and_everflow_send_it(client, click, sale_goal, path, name):
+    """Their postbacks name the goal by its number; an advertiser moving over keeps them."""
+    response = client.get(
+        path,
+        {"a": "lsr", name: str(sale_goal.pk), "transaction_id": click.click_id, "amount": "20"}
+        | {"adv_sub": "ID-1", "order_id": "ID-1", "token": TOKEN},
+    )
+    assert response.status_code == 200, response.content
+    assert Conversion.objects.get().goal == sale_goal
+
+
+def test_a_goal_code_wins_over_another_goals_id(client, click, goal, sale_goal):
+    """A goal whose code is the number another goal has as its id is the one meant."""
+    numbered = factories.GoalFactory(offer=goal.offer, code=str(sale_goal.pk), is_default=False)
+    client.get("/postback", {"goal": str(sale_goal.pk), "click_id": click.click_id, "token": TOKEN})
+    assert Conversion.objects.get().goal == numbered
+
+
+def test_the_id_of_another_offers_goal_is_unknown(client, click, sale_goal):
+    elsewhere = factories.GoalFactory(code="sale", is_default=False)
+    _refused(
+        client.get(
+            "/postback",
+            {"goal_id": str(elsewhere.pk), "click_id": click.click_id, "token": TOKEN},
+        ),
+        400,
+        "unknown_goal",
+    )
 
 
 def test_expired_click(client, click):

@@ -227,6 +227,13 @@ def test_goal_alias(click, lead_and_sale, alias):
     _accepted(_reverse(click_id=click.click_id, token=TOKEN, **{alias: "lead"}), lead_and_sale[0])
 
 
+def test_goal_by_its_id(click, lead_and_sale):
+    """As HasOffers' and Everflow's postbacks name a goal (goal_id=12)."""
+    lead, sale = lead_and_sale
+    _accepted(_reverse(click_id=click.click_id, goal_id=str(sale.goal_id), token=TOKEN), sale)
+    assert (_status(lead), _status(sale)) == ("approved", "reversed")
+
+
 def test_goal_that_does_not_match_is_unknown(click, lead_and_sale):
     _rejected(
         _reverse(click_id=click.click_id, goal="upsell", token=TOKEN), 404, "unknown_conversion"
