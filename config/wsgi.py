@@ -79,6 +79,9 @@ def postback_application(
     except Exception:
         # As Django would: logged with the traceback, a 500 (never for bad input: that is a 4xx).
         logger.exception("Internal Server Error: %s", path)
+        # Error reporters (Sentry's Django integration, say) listen for this; there is no
+        # Django request object on this path.
+        signals.got_request_exception.send(sender=None, request=None)
         status, payload = 500, answer_without_conversion("server_error", result="error")
     finally:
         signals.request_finished.send(sender=__name__)

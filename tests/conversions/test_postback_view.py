@@ -4,6 +4,7 @@ answers, rows and the inbound log, exactly."""
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -11,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.signals import got_request_exception
 from django.test import Client
 
 from apps.conversions.models import Conversion, InboundPostbackLog
@@ -920,13 +922,23 @@ def test_log_params_are_bounded(client, click):
 
 def test_the_fast_path_answers_a_server_fault_with_json_and_logs_it(monkeypatch, caplog):
     """A fault of ours (not bad input) on the WSGI fast path: a JSON 500, with the traceback in
-    the log, as Django answers it on the other paths."""
+    the log and the got_request_exception signal, as Django answers it on the other paths."""
 
     def broken(**_kwargs: object) -> None:
         raise RuntimeError("database on fire")
 
+    reported: list[BaseException | None] = []
+
+    def error_reporter(**_kwargs: object) -> None:
+        reported.append(sys.exc_info()[1])
+
     monkeypatch.setitem(POSTBACK_PROCESSES, "/postback", broken)
-    response = FastPathClient().get("/postback", {"click_id": "x", "token": TOKEN})
+    got_request_exception.connect(error_reporter)
+    try:
+        response = FastPathClient().get("/postback", {"click_id": "x", "token": TOKEN})
+    finally:
+        got_request_exception.disconnect(error_reporter)
+    assert [str(exc) for exc in reported] == ["database on fire"]  # as Django tells reporters
     assert response.status_code == 500
     assert response.json() == {
         "result": "error",
