@@ -97,7 +97,12 @@ def url_check_shape(url: str) -> tuple[str, str, int]:
     local_name = host == "localhost" or host.endswith(_BLOCKED_HOST_SUFFIXES)
     if local_name and not settings.OUTBOUND_ALLOW_LOOPBACK:
         raise UnsafeUrl("address_not_public")
-    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+    # `:0` is a port (refused below), not the scheme's default.
+    return (
+        parts.scheme,
+        host,
+        port if port is not None else (443 if parts.scheme == "https" else 80),
+    )
 
 
 def _hostname_ok(host: str) -> bool:

@@ -122,6 +122,30 @@ def test_bad_shapes_are_refused_everywhere(url, code):
         assert refused.value.code == code
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://93.184.215.14:25/pb",  # SMTP
+        "http://93.184.215.14:0/pb",  # not the scheme's default
+        "https://93.184.215.14:6667/pb",  # IRC
+        "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:22/",  # SSH
+    ],
+)
+def test_ports_browsers_refuse_are_refused_on_save_and_at_request_time(url):
+    """The Fetch standard's bad ports: a service there may read an HTTP request's lines as its
+    own commands. Refused before any connection."""
+    for check in (url_check_on_save, lambda u: safe_request("GET", u, timeout=QUICK)):
+        with pytest.raises(UnsafeUrl) as refused:
+            check(url)
+        assert refused.value.code == "port_not_allowed"
+
+
+def test_a_private_address_on_a_bad_port_is_refused_as_not_public():
+    with pytest.raises(UnsafeUrl) as refused:
+        url_check_on_save("http://127.0.0.1:25/")
+    assert refused.value.code == "address_not_public"
+
+
 def test_unsafe_url_carries_its_code():
     error = UnsafeUrl("address_not_public")
     assert (error.code, str(error)) == ("address_not_public", "address_not_public")
@@ -211,6 +235,7 @@ def test_shape_gives_scheme_host_and_default_ports():
     assert url_check_shape("https://example.com/pb") == ("https", "example.com", 443)
     assert url_check_shape("https://example.com:8443/") == ("https", "example.com", 8443)
     assert url_check_shape("http://[2001:db8::1]:81/") == ("http", "2001:db8::1", 81)
+    assert url_check_shape("http://example.com:0/") == ("http", "example.com", 0)
 
 
 # --- real requests to a local receiver (loopback allowed, as in tests only) ----------------------
@@ -319,8 +344,11 @@ def test_next_checked_address_is_tried_when_the_first_does_not_answer(
 
 
 def test_connection_refused_is_an_os_error(loopback_allowed):
+    with socket.socket() as unused:  # a port nothing listens on once this is closed
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
     with pytest.raises(ConnectionRefusedError):
-        safe_request("GET", "http://127.0.0.1:1/", timeout=2)
+        safe_request("GET", f"http://127.0.0.1:{port}/", timeout=2)
 
 
 def test_slow_server_times_out(loopback_allowed, local_server):
