@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from apps.accounts.services import secret_hash
 from apps.advertisers.models import Advertiser
@@ -30,6 +30,7 @@ from apps.conversions.services import (
     token_like,
 )
 from apps.conversions.status import StatusChangeRefused, conversion_reverse
+from apps.offers.models import Goal
 
 
 def _token_advertiser(token: str) -> Advertiser | None:
@@ -75,11 +76,15 @@ def _candidates(params: Mapping[str, str], advertiser: Advertiser | None) -> Que
     if params["goal"]:
         if not token_like(params["goal"]):
             raise PostbackRejected("unknown_goal")
-        # By code, or by id as HasOffers and Everflow send it (offers.selectors.goal_for_code).
+        # By code, or by id as HasOffers and Everflow send it, when the conversion's offer has
+        # no goal with that code (a code wins, as in offers.selectors.goal_for_code).
         by_goal = Q(goal__code=params["goal"])
         goal_pk = digits_int(params["goal"])
         if goal_pk is not None:
-            by_goal |= Q(goal_id=goal_pk)
+            code_on_offer = Goal.objects.filter(
+                offer_id=OuterRef("goal__offer_id"), code=params["goal"]
+            )
+            by_goal |= Q(Q(goal_id=goal_pk), ~Exists(code_on_offer))
         conversions = conversions.filter(by_goal)
     return conversions
 

@@ -234,6 +234,28 @@ def test_goal_by_its_id(click, lead_and_sale):
     assert (_status(lead), _status(sale)) == ("approved", "reversed")
 
 
+def test_a_goal_code_wins_over_another_goals_id(click, lead_and_sale):
+    """The offer has a goal whose code is the sale goal's id: the advertiser means that goal,
+    which has no conversion on this click, so nothing is reversed."""
+    lead, sale = lead_and_sale
+    factories.GoalFactory(offer=lead.offer, code=str(sale.goal_id), is_default=False)
+    _rejected(
+        _reverse(click_id=click.click_id, goal=str(sale.goal_id), token=TOKEN),
+        404,
+        "unknown_conversion",
+    )
+    assert (_status(lead), _status(sale)) == ("approved", "approved")
+
+
+def test_the_id_of_another_offers_goal_matches_nothing(click, lead_and_sale):
+    elsewhere = factories.GoalFactory(code="sale", is_default=False)
+    _rejected(
+        _reverse(click_id=click.click_id, goal_id=str(elsewhere.pk), token=TOKEN),
+        404,
+        "unknown_conversion",
+    )
+
+
 def test_goal_that_does_not_match_is_unknown(click, lead_and_sale):
     _rejected(
         _reverse(click_id=click.click_id, goal="upsell", token=TOKEN), 404, "unknown_conversion"
