@@ -226,6 +226,8 @@ class InboundPostbackLogAdmin(AdvertiserScopedAdmin):
         "pixel_not_enabled": "The offer does not take this kind of pixel (its pixel methods).",
         "token_exposed": "A pixel carried the advertiser's secret postback token, which is "
         "public in a page: rotate the token and take it out of the pixel.",
+        "missing_offer_id": "The pixel did not name its offer (offer_id=…).",
+        "click_of_another_offer": "The browser's click is on another offer than the pixel's.",
         "ip_not_allowed": "The sender's IP is not in the advertiser's IP allowlist.",
         "signature_required": "The advertiser requires an HMAC signature and none was sent.",
         "signing_not_configured": "A signature was sent but the advertiser has no signing secret.",

@@ -1,26 +1,30 @@
 """Pixels: `GET /pixel` (1x1 GIF), `/pixel/iframe` (an empty HTML page), `/pixel.js` (a script).
 
 The advertiser puts one of them on its thank-you page; the shopper's browser requests it from our
-tracking domain and so sends the click cookie that `/click` set (settings.CLICK_COOKIE_NAME). The
-parameters are the postback's (goal, amount, order_id, status, adv1…adv5, and their aliases)
-minus the click id, which only the cookie gives: a click id in the query is ignored. With no
-cookie the call is logged as rejected, `missing_click_id`.
+tracking domain and so sends the click cookies that `/click` set. A pixel names its offer
+(`offer_id`, or Everflow's `oid`) and reads that offer's own cookie (tracking.http.
+offer_click_cookie_name), else the latest click of all (settings.CLICK_COOKIE_NAME), which must
+then be a click of that offer (`click_of_another_offer` otherwise: the shopper's latest click may
+be on another advertiser's offer). The other parameters are the postback's (goal, amount,
+order_id, status, adv1…adv5, and their aliases) minus the click id, which only a cookie gives: a
+click id in the query is ignored. With no cookie the call is logged as rejected,
+`missing_click_id`; with no offer, `missing_offer_id`.
 
 The answer is always the asset (200, no-cache), whatever the outcome, so a refused conversion never
 shows as a broken image or a script error on the advertiser's page; the outcome goes to the
 inbound postback log like a postback's, with the method (pixel, iframe, js) on the conversion.
 
-`/pixel.js` is a JavaScript tag (`<script src="https://track.example.com/pixel.js?goal=sale&
-amount=49.90&order_id=A-1"></script>`): the browser's request for the script is the conversion,
-recorded by the server before it answers, and the script itself does nothing.
+`/pixel.js` is a JavaScript tag (`<script src="https://track.example.com/pixel.js?offer_id=12&
+goal=sale&amount=49.90&order_id=A-1"></script>`): the browser's request for the script is the
+conversion, recorded by the server before it answers, and the script itself does nothing.
 
 Security: a pixel's URL is public in the advertiser's page, so it carries no secret, and an offer
 takes only the pixels its `pixel_methods` name (none by default: server postbacks only). What
 proves a pixel is the click cookie alone: only a browser that clicked can convert its own click,
-so a pixel never converts by coupon code (codes are public). The advertiser's postback token in a
-pixel is refused (`token_exposed`), to be rotated before a reader of the page uses it on
-/postback. The browser cannot sign and calls from the shopper's IP, so the advertiser's
-signature and IP allowlist settings, which guard server postbacks, do not apply. A browser that
+so a pixel never converts by coupon code (codes are public). Any advertiser's postback token in a
+pixel is refused first (`token_exposed`, on that advertiser's log row), to be rotated before a
+reader of the page uses it on /postback. A browser cannot sign and calls from the shopper's IP,
+so an advertiser that requires signatures or has an IP allowlist gets no pixels. A browser that
 clicked may still send what it likes, so a pixel's `status` can hold or reject a conversion but
 never approve one the goal leaves pending, and a pixel fired again for a recorded order is a
 duplicate that moves nothing (services.BROWSER_METHODS). Server postbacks are the stronger method.
@@ -44,10 +48,12 @@ from django.views.decorators.http import require_safe
 
 from apps.advertisers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from apps.common.net import client_ip
+from apps.common.text import digits_int
 from apps.conversions import services
 from apps.conversions.models import ConversionMethod
-from apps.conversions.params import CLICK_ID_NAMES, LOGGED_HEADERS
+from apps.conversions.params import CLICK_ID_NAMES, LOGGED_HEADERS, postback_params_parse
 from apps.conversions.views import inbound_request, request_log_unparsed
+from apps.tracking.http import offer_click_cookie_name
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +76,11 @@ def pixel_conversion_record(request: HttpRequest, *, via: ConversionMethod) -> N
         request_log_unparsed(request, ip=ip, body=b"", reason="malformed_request", status=400)
         return
     raw = {key: value for key, value in query.items() if key not in CLICK_ID_NAMES}
-    click_id = request.COOKIES.get(settings.CLICK_COOKIE_NAME, "")
+    # The browser's latest click on the offer the pixel names; clicks made before that cookie
+    # existed are in the latest-click-of-all cookie (services checks the click is the offer's).
+    offer_id = digits_int(postback_params_parse(raw)["offer_id"])
+    click_id = request.COOKIES.get(offer_click_cookie_name(offer_id), "") if offer_id else ""
+    click_id = click_id or request.COOKIES.get(settings.CLICK_COOKIE_NAME, "")
     if click_id:
         raw = {"click_id": click_id, **raw}
     services.postback_process(
@@ -105,7 +115,7 @@ def _pixel_answer(
 
 @require_safe
 def pixel_image(request: HttpRequest) -> HttpResponse:
-    """`GET /pixel`: `<img src="…/pixel?goal=…&amount=…&order_id=…" width=1 height=1>`."""
+    """`GET /pixel`: `<img src="…/pixel?offer_id=…&goal=…&order_id=…" width=1 height=1>`."""
     return _pixel_answer(
         request, via=ConversionMethod.PIXEL, content=PIXEL_GIF, content_type="image/gif"
     )

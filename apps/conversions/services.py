@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import redis
 
-from apps.accounts.services import secret_matches
+from apps.accounts.services import secret_hash, secret_matches
 from apps.advertisers.models import Advertiser
 from apps.advertisers.signing import SignatureRejected, advertiser_signature_check
 from apps.common.db import (
@@ -147,16 +147,43 @@ def advertiser_authenticate(
     return signed
 
 
-def pixel_authenticate(*, offer: Offer, via: ConversionMethod, token: str) -> None:
-    """Raise PostbackRejected unless the offer takes this kind of pixel. A pixel proves only the
-    click cookie (its click id comes from nowhere else): its URL is public, so it carries no
-    secret, and the advertiser's postback token in one is refused, to be noticed and rotated
-    before someone reading the page uses it on /postback."""
+def pixel_precheck(params: Mapping[str, str], log: InboundPostbackLog | None) -> int:
+    """What a pixel must pass before its click is read; returns the id of the offer it names.
+
+    A pixel's URL is public, so it carries no secret: any advertiser's postback token in one is
+    refused, to be noticed (the log row is the advertiser's) and rotated before a reader of the
+    page uses it on /postback. It names its offer (`offer_id`, Everflow's `oid`), as a pixel
+    snippet does: the click cookie is the browser's and a shopper clicks other offers too."""
+    token = params["token"]
+    if token:
+        exposed = (
+            Advertiser.objects.filter(postback_token_hash=secret_hash(token))
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if exposed is not None:
+            if log is not None:
+                log.advertiser_id = exposed
+            raise PostbackRejected("token_exposed", http_status=403)
+    offer_id = digits_int(params["offer_id"])
+    if offer_id is None:
+        raise PostbackRejected("missing_offer_id")
+    return offer_id
+
+
+def pixel_authenticate(*, offer: Offer, offer_id: int | None, via: ConversionMethod) -> None:
+    """Raise PostbackRejected unless the click is of the offer the pixel names and that offer
+    takes this kind of pixel. The click cookie is a pixel's only proof: an advertiser that asks
+    its server's postbacks to be signed or to come from its IPs gets no pixels (a browser can do
+    neither)."""
+    if offer.pk != offer_id:
+        raise PostbackRejected("click_of_another_offer")
     if via not in offer.pixel_methods:
         raise PostbackRejected("pixel_not_enabled", http_status=403)
-    token_hash = offer.advertiser.postback_token_hash
-    if token and token_hash and secret_matches(token, token_hash):
-        raise PostbackRejected("token_exposed", http_status=403)
+    if offer.advertiser.require_signature:
+        raise PostbackRejected("signature_required", http_status=403)
+    if offer.advertiser.ip_allowlist:
+        raise PostbackRejected("ip_not_allowed", http_status=403)
 
 
 def _status_for(*, raw: str, goal: Goal) -> ConversionStatus:
@@ -441,6 +468,7 @@ def conversion_record(
     shopper_ip = str(parsed_ip) if parsed_ip else None
     email_hash = email_key(params["email"])
     from_browser = via in BROWSER_METHODS
+    pixel_offer_id = pixel_precheck(params, log) if from_browser else None
     attribution = _attribute(
         params, shopper_ip=shopper_ip, email_hash=email_hash, now=now, from_browser=from_browser
     )
@@ -449,7 +477,7 @@ def conversion_record(
     if log is not None:  # whatever is decided from here on, the click was read once already
         log.advertiser_id = offer.advertiser_id
     if from_browser:
-        pixel_authenticate(offer=offer, via=via, token=params["token"])
+        pixel_authenticate(offer=offer, offer_id=pixel_offer_id, via=via)
     else:
         advertiser_authenticate(
             advertiser=offer.advertiser,

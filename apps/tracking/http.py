@@ -26,6 +26,13 @@ VISITOR_COOKIE = "ocpa_vid"
 VISITOR_COOKIE_MAX_AGE = 365 * 86400
 
 
+def offer_click_cookie_name(offer_id: int) -> str:
+    """The cookie holding the browser's latest click on this offer, beside the latest click of
+    all (settings.CLICK_COOKIE_NAME): a pixel names its offer and reads its own, so a shopper who
+    clicked another offer's link since still converts on this one."""
+    return f"{settings.CLICK_COOKIE_NAME}_{offer_id}"
+
+
 @dataclass(frozen=True)
 class Cookie:
     name: str
@@ -96,7 +103,11 @@ def click_respond(
     if not outcome.click_id:
         headers.append(("X-Fallback-Reason", outcome.fallback_reason or ""))
         return ClickResponse(outcome.redirect_url, [], headers)
-    cookies = [Cookie(settings.CLICK_COOKIE_NAME, outcome.click_id, outcome.cookie_max_age, secure)]
+    max_age = outcome.cookie_max_age
+    cookies = [
+        Cookie(settings.CLICK_COOKIE_NAME, outcome.click_id, max_age, secure),
+        Cookie(offer_click_cookie_name(outcome.offer_id or 0), outcome.click_id, max_age, secure),
+    ]
     if visitor_id_new:
         cookies.append(Cookie(VISITOR_COOKIE, visitor_id_new, VISITOR_COOKIE_MAX_AGE, secure))
     return ClickResponse(outcome.redirect_url, cookies, headers)

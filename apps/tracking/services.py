@@ -61,6 +61,7 @@ class FallbackReason:
 class ClickOutcome:
     redirect_url: str
     click_id: str | None = None
+    offer_id: int | None = None  # the click's offer (a fallback offer's, when it went there)
     cookie_max_age: int = 0
     fallback_reason: str | None = None
 
@@ -197,6 +198,7 @@ def _serve(offer: OfferSnapshot, visit: _Visit, origin_offer_id: int | None) -> 
     return ClickOutcome(
         redirect_url=redirect_url,
         click_id=click_id,
+        offer_id=offer.id,
         cookie_max_age=offer.attribution_window_days * 86400,
     )
 

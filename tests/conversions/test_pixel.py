@@ -6,6 +6,7 @@ the inbound log and, when accepted, on the conversion with its method.
 
 from __future__ import annotations
 
+import importlib
 import time
 from decimal import Decimal
 
@@ -41,10 +42,25 @@ def _pixels_taken(offer):
     offer.save()
 
 
+class ThankYouPage(Client):
+    """The shopper's browser on the advertiser's thank-you page. Its pixels name their offer
+    (`offer_id`), as every pixel snippet does, unless a test gives its own or sets
+    `offer_id = None`."""
+
+    offer_id: int | None = None
+
+    def get(self, path, data=None, **extra):
+        if path.startswith("/pixel") and "?" not in path and self.offer_id is not None:
+            data = {"offer_id": self.offer_id, **(data or {})}
+        return super().get(path, data, **extra)
+
+
 @pytest.fixture
-def browser() -> Client:
-    """The shopper's browser on the advertiser's thank-you page, from a public IP."""
-    return Client(REMOTE_ADDR="81.2.69.160", HTTP_USER_AGENT=UA, HTTP_REFERER=THANK_YOU)
+def browser(offer) -> ThankYouPage:
+    """A browser from a public IP, on the page of the `offer` fixture's advertiser."""
+    page = ThankYouPage(REMOTE_ADDR="81.2.69.160", HTTP_USER_AGENT=UA, HTTP_REFERER=THANK_YOU)
+    page.offer_id = offer.pk
+    return page
 
 
 def _with_cookie(browser: Client, click_id: str) -> Client:
@@ -101,6 +117,7 @@ def test_pixel_with_the_click_cookie_records_the_conversion(browser, click, goal
     assert log.click_id == click.click_id
     assert log.params == {
         "click_id": click.click_id,
+        "offer_id": str(click.offer_id),
         "order_id": "P-1",
         "adv1": "crm",
     }
@@ -142,16 +159,9 @@ def test_the_page_loaded_twice_is_one_conversion(browser, click):
     ]
 
 
-def test_no_token_needed_whatever_the_advertiser_requires_of_postbacks(browser, click):
-    """The advertiser's token, signature and IP allowlist guard its server's postbacks; a
-    pixel's URL is public and the browser cannot sign, so none of them applies to a pixel."""
-    from apps.advertisers.services import advertiser_rotate_signing_secret
-
+def test_no_token_needed_when_the_advertiser_requires_one_of_postbacks(browser, click):
     advertiser = click.offer.advertiser
-    advertiser_rotate_signing_secret(advertiser=advertiser)
     advertiser.require_token = True
-    advertiser.require_signature = True
-    advertiser.ip_allowlist = ["203.0.113.0/24"]
     advertiser.save()
     _with_cookie(browser, click.click_id).get("/pixel.js")
     assert Conversion.objects.get().method == "js"
@@ -166,13 +176,27 @@ def test_click_cookie_set_by_click_is_what_the_pixel_uses(browser, offer, affili
     assert redirect.status_code == 302
     click_id = redirect.cookies[settings.CLICK_COOKIE_NAME].value
 
+    assert redirect.cookies[f"ocpa_cid_{offer.pk}"].value == click_id
+    # The shopper clicks another offer's link before buying here: the latest click of all is
+    # that one, this offer's own cookie still holds the click this pixel converts.
+    other = factories.OfferFactory(visibility=OfferVisibility.PUBLIC)
+    assert browser.get("/click", {"offer_id": other.pk, "aff_id": affiliate.pk}).status_code == 302
+    assert browser.cookies[settings.CLICK_COOKIE_NAME].value != click_id
+
     _asset(browser.get("/pixel", {"order_id": "E2E-1"}), "/pixel")
     conversion = Conversion.objects.get()
-    assert (conversion.click_id, conversion.affiliate, conversion.method) == (
+    assert (conversion.click_id, conversion.offer, conversion.affiliate, conversion.method) == (
         click_id,
+        offer,
         affiliate,
         "pixel",
     )
+
+
+def test_a_click_from_before_the_offers_own_cookie_is_read_from_the_latest(browser, click):
+    """Clicks made before /click set a cookie per offer are in the latest-click cookie only."""
+    _with_cookie(browser, click.click_id).get("/pixel", {"order_id": "OLD-1"})
+    assert Conversion.objects.get().click_id == click.click_id
 
 
 # --- refused: still the asset, the reason in the log ---------------------------------------------
@@ -257,6 +281,74 @@ def test_the_postback_token_in_a_pixel_is_refused(browser, click, name):
     assert Conversion.objects.count() == 0
     log = _logged("/pixel", "rejected", "token_exposed", 403)
     assert log.params[name] == "***"
+    assert log.advertiser == click.offer.advertiser  # in its own postback debugger
+
+
+@pytest.mark.parametrize("pixels", [[], ["pixel"]])
+def test_any_advertisers_token_is_refused_before_anything_else(browser, offer, pixels):
+    """Before the cookie, the offer or its pixel settings: a legacy pixel that still carries a
+    token says so, on an offer that takes no pixels and from a browser with no click too."""
+    from apps.advertisers.services import advertiser_rotate_postback_token
+
+    offer.pixel_methods = pixels
+    offer.save()
+    other = factories.AdvertiserFactory()
+    advertiser_rotate_postback_token(advertiser=other, token="other-advertisers-token")
+    browser.offer_id = None
+    _asset(browser.get("/pixel", {"token": "other-advertisers-token"}), "/pixel")
+    log = _logged("/pixel", "rejected", "token_exposed", 403)
+    assert log.advertiser == other
+
+
+def test_a_pixel_must_name_its_offer(browser, click):
+    browser.offer_id = None
+    _asset(_with_cookie(browser, click.click_id).get("/pixel", {"order_id": "O-1"}), "/pixel")
+    assert Conversion.objects.count() == 0
+    _logged("/pixel", "rejected", "missing_offer_id", 400)
+
+
+@pytest.mark.parametrize("named", ["other", "not-a-number"])
+def test_a_click_on_another_offer_does_not_convert_here(browser, click, named):
+    """A pixel on advertiser B's page, with the shopper's latest click on offer A in the cookie:
+    the sale is B's, not A's (nor A's affiliate's)."""
+    other = factories.OfferFactory(pixel_methods=["pixel"])
+    browser.offer_id = None
+    offer_id = other.pk if named == "other" else named
+    _asset(
+        _with_cookie(browser, click.click_id).get("/pixel", {"oid": offer_id, "order_id": "B-1"}),
+        "/pixel",
+    )
+    assert Conversion.objects.count() == 0
+    reason = "click_of_another_offer" if named == "other" else "missing_offer_id"
+    _logged("/pixel", "rejected", reason, 400)
+
+
+def test_an_advertiser_with_an_ip_allowlist_gets_no_pixels(browser, click):
+    """Its conversions come from its servers: a browser calls from the shopper's IP."""
+    advertiser = click.offer.advertiser
+    advertiser.ip_allowlist = ["203.0.113.0/24"]
+    advertiser.save()
+    _asset(_with_cookie(browser, click.click_id).get("/pixel"), "/pixel")
+    assert Conversion.objects.count() == 0
+    _logged("/pixel", "rejected", "ip_not_allowed", 403)
+
+
+def test_an_advertiser_that_requires_signatures_gets_no_pixels(browser, click):
+    """A browser cannot sign; signature headers sent to a pixel are neither checked nor logged."""
+    from apps.advertisers.services import advertiser_rotate_signing_secret
+
+    advertiser = click.offer.advertiser
+    advertiser_rotate_signing_secret(advertiser=advertiser)
+    advertiser.require_signature = True
+    advertiser.save()
+    response = _with_cookie(browser, click.click_id).get(
+        "/pixel",
+        headers={"X-OpenCPA-Timestamp": str(int(time.time())), "X-OpenCPA-Signature": "v1=00"},
+    )
+    _asset(response, "/pixel")
+    assert Conversion.objects.count() == 0
+    log = _logged("/pixel", "rejected", "signature_required", 403)
+    assert "x-opencpa-signature" not in log.headers
 
 
 def test_a_token_that_is_not_the_advertisers_is_ignored(browser, click):
@@ -372,3 +464,22 @@ def test_a_pixel_fired_again_cannot_move_a_conversion_on(browser, click, goal):
     assert InboundPostbackLog.objects.order_by("-id").values_list("result", flat=True)[0] == (
         "duplicate"
     )
+
+
+def test_offers_that_took_pixels_keep_taking_them_after_the_upgrade(click, offer, goal):
+    """The data migration that comes with pixel_methods: an offer with pixel conversions keeps
+    those kinds of pixel; the others start with none."""
+    from django.apps import apps as current_apps
+
+    migration = importlib.import_module("apps.conversions.migrations.0011_offers_keep_their_pixels")
+    offer.pixel_methods = []
+    offer.save()
+    untouched = factories.OfferFactory()
+    factories.ConversionFactory(click=click, goal=goal, method="js", order_id="M-1")
+    factories.ConversionFactory(click=click, goal=goal, method="iframe", order_id="M-2")
+    factories.ConversionFactory(click=click, goal=goal, method="postback", order_id="M-3")
+
+    migration.offers_keep_their_pixels(current_apps, None)
+    offer.refresh_from_db()
+    untouched.refresh_from_db()
+    assert (offer.pixel_methods, untouched.pixel_methods) == (["iframe", "js"], [])

@@ -126,6 +126,9 @@ def test_a_refused_click_goes_to_the_fallback_offer(client, advertiser, affiliat
     response = _click(client, offer, affiliate)
     click_id = response.cookies["ocpa_cid"].value
     assert response["Location"] == f"https://backup.example.com/?cid={click_id}&o={backup.pk}"
+    # The offer that took the click is the one whose pixels will read it.
+    assert response.cookies[f"ocpa_cid_{backup.pk}"].value == click_id
+    assert f"ocpa_cid_{offer.pk}" not in response.cookies
     assert "X-Fallback-Reason" not in response
     drain()
     # A billable click of the fallback offer, remembering the offer the link named.

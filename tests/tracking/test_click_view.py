@@ -140,12 +140,14 @@ def test_click_redirects_with_every_macro_filled_and_stores_the_click(
         "ua_ip_hash": device_key(BROWSER_UA, PUBLIC_IP),
     }
 
-    cookie = response.cookies["ocpa_cid"]
-    assert cookie.value == cid
-    assert cookie["max-age"] == runnable_offer.attribution_window_days * 86400
-    assert cookie["httponly"] is True
-    assert cookie["samesite"] == "Lax"
-    assert not cookie["secure"]
+    # The latest click of all, and the latest on this offer (what the offer's pixels read).
+    for name in ("ocpa_cid", f"ocpa_cid_{runnable_offer.pk}"):
+        cookie = response.cookies[name]
+        assert cookie.value == cid
+        assert cookie["max-age"] == runnable_offer.attribution_window_days * 86400
+        assert cookie["httponly"] is True
+        assert cookie["samesite"] == "Lax"
+        assert not cookie["secure"]
     visitor = response.cookies["ocpa_vid"]
     assert len(visitor.value) >= 22
     assert URL_SAFE.match(visitor.value)
@@ -156,7 +158,7 @@ def test_click_redirects_with_every_macro_filled_and_stores_the_click(
 def test_click_over_https_sets_secure_samesite_none_cookies(browser, runnable_offer, affiliate):
     response = browser.get(_click_url(offer_id=runnable_offer.pk, aff_id=affiliate.pk), secure=True)
     assert response.status_code == 302
-    for name in ("ocpa_cid", "ocpa_vid"):
+    for name in ("ocpa_cid", f"ocpa_cid_{runnable_offer.pk}", "ocpa_vid"):
         assert response.cookies[name]["secure"] is True
         assert response.cookies[name]["samesite"] == "None"
 

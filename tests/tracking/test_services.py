@@ -119,6 +119,7 @@ def test_handle_records_the_click_and_fills_the_destination(runnable_offer, affi
     assert outcome == services.ClickOutcome(
         redirect_url=f"https://shop.example.com/lp?cid={click.click_id}&s1=s%201",
         click_id=click.click_id,
+        offer_id=click.offer_id,
         cookie_max_age=30 * 86400,
         fallback_reason=None,
     )
