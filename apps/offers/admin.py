@@ -5,9 +5,10 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html_join
 
 from apps.common.admin_scoping import AdvertiserScopedAdmin, advertiser_of
-from apps.offers import services
+from apps.offers import selectors, services
 from apps.offers.models import (
     AccessStatus,
     CouponCode,
@@ -140,6 +141,21 @@ class OfferAdmin(AdvertiserScopedAdmin):
             # with its affiliates, not the advertiser's.
             return [GoalInline, OfferCapInline]
         return super().get_inlines(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), "tracking_code"]
+
+    @admin.display(description="Conversion tracking code")
+    def tracking_code(self, offer: Offer) -> str:
+        """The postback URL and the pixels to give the advertiser (saved settings: tick a pixel
+        and save to see its code)."""
+        if offer.pk is None:
+            return "Save the offer to see its postback URL and pixels."
+        return format_html_join(
+            "",
+            "<p><strong>{}</strong></p><pre style='white-space:pre-wrap'>{}</pre>",
+            selectors.offer_tracking_code(offer=offer),
+        )
 
     def save_model(self, request: HttpRequest, obj: Offer, form: Any, change: bool) -> None:
         advertiser_id = advertiser_of(request)

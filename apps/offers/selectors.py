@@ -14,6 +14,7 @@ from apps.offers.models import (
     OfferAccess,
     OfferStatus,
     OfferVisibility,
+    PixelMethod,
 )
 from apps.partners.models import Affiliate, AffiliateStatus
 from apps.tracking import catalog
@@ -74,6 +75,44 @@ def goal_for_code(*, offer: Offer, code: str | None) -> Goal | None:
 def tracking_link(*, offer_id: int, affiliate_id: int) -> str:
     base = settings.TRACKING_BASE_URL.rstrip("/")
     return f"{base}/click?{urlencode({'offer_id': offer_id, 'aff_id': affiliate_id})}"
+
+
+# Where each kind of pixel is served and how a page embeds it ({url} is the pixel's URL).
+_PIXEL_SNIPPETS = {
+    "pixel": ("/pixel", '<img src="{url}" width="1" height="1" alt="">'),
+    "iframe": (
+        "/pixel/iframe",
+        '<iframe src="{url}" width="1" height="1" frameborder="0"></iframe>',
+    ),
+    "js": ("/pixel.js", '<script src="{url}" async></script>'),
+}
+
+
+def offer_tracking_code(*, offer: Offer) -> list[tuple[str, str]]:
+    """What the advertiser puts on its side to report this offer's conversions, as (label,
+    code): the server postback, then each pixel the offer takes. CLICK_ID is the click id our
+    redirect gave its landing page ({click_id} in the destination URL); the other capitals are
+    the advertiser's own values. No secret is in these: the token is a placeholder, and pixels
+    take none (apps.conversions.pixel)."""
+    base = settings.TRACKING_BASE_URL.rstrip("/")
+    goals = list(offer.goals.order_by("-is_default", "pk").values_list("code", flat=True))
+    goal = goals[0] if goals else "GOAL"
+    sale = f"goal={goal}&amount=AMOUNT&order_id=ORDER_ID"
+    code = [
+        (
+            "Server postback, from the advertiser's server (recommended)",
+            f"{base}/postback?click_id=CLICK_ID&{sale}&token=YOUR_POSTBACK_TOKEN",
+        )
+    ]
+    for method in offer.pixel_methods:
+        path, snippet = _PIXEL_SNIPPETS[method]
+        url = f"{base}{path}?offer_id={offer.pk}&{sale}".replace("&", "&amp;")
+        code.append(
+            (f"{PixelMethod(method).label}, on the thank-you page", snippet.format(url=url))
+        )
+    if len(goals) > 1:
+        code.append(("Goals (goal=…)", ", ".join(goals)))
+    return code
 
 
 def _custom_payouts(key: tuple[int, int]) -> tuple[CustomPayout, ...]:

@@ -483,3 +483,28 @@ def test_offers_that_took_pixels_keep_taking_them_after_the_upgrade(click, offer
     offer.refresh_from_db()
     untouched.refresh_from_db()
     assert (offer.pixel_methods, untouched.pixel_methods) == (["iframe", "js"], [])
+
+
+def test_the_pixel_code_the_offer_page_gives_converts(browser, click, offer, goal):
+    """The snippet from the admin's offer page, with the advertiser's values filled in, fired
+    by a browser that clicked."""
+    import html
+    import re
+
+    from apps.offers.selectors import offer_tracking_code
+
+    snippet = dict(offer_tracking_code(offer=offer))["Image pixel, on the thank-you page"]
+    url = html.unescape(re.search(r'src="([^"]+)"', snippet).group(1))
+    url = url.replace("AMOUNT", "19.99").replace("ORDER_ID", "SNIP-1")
+    browser.offer_id = None  # the snippet names it
+    _asset(
+        _with_cookie(browser, click.click_id).get(url.removeprefix("http://testserver")), "/pixel"
+    )
+    conversion = Conversion.objects.get()
+    assert (conversion.offer, conversion.goal, conversion.order_id, conversion.method) == (
+        offer,
+        goal,
+        "SNIP-1",
+        "pixel",
+    )
+    assert conversion.sale_amount == Decimal("19.99")
