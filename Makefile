@@ -12,7 +12,7 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/opencpa
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export PORT
 
-.PHONY: install services db migrate seed run serve worker bench bench-postbacks test lint format clean
+.PHONY: install services browser db migrate seed run serve worker bench bench-postbacks test lint format clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ install: $(VENV)/.installed
 
 services:
 	@scripts/ensure_services.sh
+
+# Debian's chromium, for the browser tests (tests/flows/test_browser_pixels.py).
+browser:
+	@scripts/ensure_chromium.sh
 
 db: install services
 	@$(PY) scripts/create_db.py
@@ -46,7 +50,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install services lint
+test: install services browser lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Production processes, against an already migrated database (make migrate).

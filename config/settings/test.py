@@ -17,7 +17,8 @@ def _redis_db(url: str, db: int) -> str:
 REDIS_URL = env("TEST_REDIS_URL", default=_redis_db(REDIS_URL, 15))
 CELERY_BROKER_URL = REDIS_URL
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user fixtures
-TRACKING_BASE_URL = "http://testserver"
+# A server a flow test starts is told its own address (the offer page's pixel code names it).
+TRACKING_BASE_URL = env("TEST_TRACKING_BASE_URL", default="http://testserver")
 # Each commit's outbox rows are queued at once, so tests see the message right after the commit
 # (the window itself: tests/conversions/test_outbox.py).
 OUTBOUND_KICK_WINDOW_SECONDS = 0.0
