@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+import time_machine
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.common.redis import redis_client
@@ -21,6 +23,15 @@ def _fresh_catalog():
     catalog._catalog.clear()
     yield
     catalog._catalog.clear()
+
+
+@pytest.fixture
+def top_of_a_minute():
+    """The clock at the start of this minute, running: per-minute budgets (test fires,
+    resends) are counted per clock minute, and a test that spends one through a view (which
+    reads the clock itself) must not cross into the next minute halfway (seen once on CI)."""
+    with time_machine.travel(timezone.now().replace(second=0, microsecond=0), tick=True):
+        yield
 
 
 @pytest.fixture

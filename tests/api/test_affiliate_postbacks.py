@@ -237,7 +237,9 @@ def test_test_fire_after_dns_rebinding_says_only_refused(world: World, settings,
     assert response.json() == REFUSED
 
 
-def test_test_fire_is_rate_limited_per_affiliate_with_429(world: World, receiver, settings):
+def test_test_fire_is_rate_limited_per_affiliate_with_429(
+    world: World, receiver, settings, top_of_a_minute
+):
     settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 2
     base, hits = receiver
     postback = factories.AffiliatePostbackFactory(affiliate=world.aff_a, url=base + "/pb")
@@ -257,7 +259,7 @@ def test_test_fire_is_rate_limited_per_affiliate_with_429(world: World, receiver
     assert world.client_b.post(f"{URL}{theirs.pk}/test/").status_code == 200
 
 
-def test_the_429_is_the_same_for_a_refused_target(world: World, settings):
+def test_the_429_is_the_same_for_a_refused_target(world: World, settings, top_of_a_minute):
     """Once the budget is spent every fire gets the same 429, so the limit reveals nothing about
     which targets we refuse (and a refused fire counts like any other)."""
     settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 1
@@ -324,7 +326,7 @@ def test_resend_for_another_affiliates_conversion_is_404(world: World):
     assert PostbackOutbox.objects.count() == 0
 
 
-def test_resends_are_rate_limited_per_affiliate_with_429(world: World, settings):
+def test_resends_are_rate_limited_per_affiliate_with_429(world: World, settings, top_of_a_minute):
     """Each resend calls URLs the affiliate chose: a budget per affiliate and minute, whatever
     the conversion (another affiliate's counts too, and gets no further than the 429)."""
     settings.OUTBOUND_RESEND_PER_MINUTE = 2

@@ -139,7 +139,9 @@ def test_test_fire_action_reports_refused_for_a_private_target(staff, affiliate)
     assert OutboundPostbackDelivery.objects.get().error == "refused: address_not_public"
 
 
-def test_test_fire_action_is_rate_limited_per_affiliate(staff, affiliate, settings):
+def test_test_fire_action_is_rate_limited_per_affiliate(
+    staff, affiliate, settings, top_of_a_minute
+):
     settings.OUTBOUND_TEST_FIRE_PER_MINUTE = 1
     postbacks = [
         factories.AffiliatePostbackFactory(affiliate=affiliate, url="http://10.0.0.1/pb")
