@@ -70,6 +70,13 @@ def _is_prefetch_or_probe(meta: Mapping[str, Any]) -> bool:
     return "prefetch" in purpose or str(meta.get("HTTP_X_MOZ", "")).lower() == "prefetch"
 
 
+def _is_embedded(meta: Mapping[str, Any]) -> bool:
+    """Requested by a page's image, script, iframe… rather than opened by the shopper: current
+    browsers say which (Sec-Fetch-Dest); a link the shopper follows is a "document"."""
+    destination = str(meta.get("HTTP_SEC_FETCH_DEST", "")).lower()
+    return bool(destination) and destination != "document"
+
+
 def click_respond(
     *, meta: Mapping[str, Any], query: Mapping[str, str] | None, now: datetime, secure: bool
 ) -> ClickResponse:
@@ -77,6 +84,7 @@ def click_respond(
     many parameters and the like). Never raises: anything unexpected goes to the network's
     fallback URL and is logged."""
     visitor_id = _cookies(meta).get(VISITOR_COOKIE, "")
+    embedded = _is_embedded(meta)
     # Chosen before the click is handled, so the unique-click check knows this browser by it next
     # time (it is only sent when the click counts).
     visitor_id_new = "" if visitor_id else secrets.token_urlsafe(16)
@@ -92,7 +100,7 @@ def click_respond(
                 visitor_id=visitor_id,
                 visitor_id_new=visitor_id_new,
                 now=now,
-                non_browser=_is_prefetch_or_probe(meta),
+                non_browser=embedded or _is_prefetch_or_probe(meta),
             )
     except Exception:
         # A click must never fail: a database or Redis hiccup costs the record, not the shopper.
@@ -103,11 +111,17 @@ def click_respond(
     if not outcome.click_id:
         headers.append(("X-Fallback-Reason", outcome.fallback_reason or ""))
         return ClickResponse(outcome.redirect_url, [], headers)
+    if embedded:
+        # An <img>, <script> or <iframe> asked for the link: no shopper chose it (cookie
+        # stuffing), so it leaves no click cookie for a pixel to convert later.
+        return ClickResponse(outcome.redirect_url, [], headers)
     max_age = outcome.cookie_max_age
-    cookies = [
-        Cookie(settings.CLICK_COOKIE_NAME, outcome.click_id, max_age, secure),
-        Cookie(offer_click_cookie_name(outcome.offer_id or 0), outcome.click_id, max_age, secure),
-    ]
+    # The latest click of all, and the latest on its offer and (a fallback offer served it) on
+    # the offer the link named, whose thank-you page may be the one the shopper reaches.
+    names = [settings.CLICK_COOKIE_NAME]
+    offers = dict.fromkeys((outcome.offer_id, outcome.origin_offer_id))
+    names += [offer_click_cookie_name(offer_id) for offer_id in offers if offer_id]
+    cookies = [Cookie(name, outcome.click_id, max_age, secure) for name in names]
     if visitor_id_new:
         cookies.append(Cookie(VISITOR_COOKIE, visitor_id_new, VISITOR_COOKIE_MAX_AGE, secure))
     return ClickResponse(outcome.redirect_url, cookies, headers)

@@ -62,6 +62,7 @@ class ClickOutcome:
     redirect_url: str
     click_id: str | None = None
     offer_id: int | None = None  # the click's offer (a fallback offer's, when it went there)
+    origin_offer_id: int | None = None  # the offer the link named, when a fallback served it
     cookie_max_age: int = 0
     fallback_reason: str | None = None
 
@@ -199,6 +200,7 @@ def _serve(offer: OfferSnapshot, visit: _Visit, origin_offer_id: int | None) -> 
         redirect_url=redirect_url,
         click_id=click_id,
         offer_id=offer.id,
+        origin_offer_id=origin_offer_id,
         cookie_max_age=offer.attribution_window_days * 86400,
     )
 

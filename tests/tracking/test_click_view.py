@@ -206,6 +206,31 @@ def test_head_request_redirects_like_get_but_is_not_billable(browser, runnable_o
     assert (click.non_browser, click.is_bot, click.is_unique) == (True, False, False)
 
 
+@pytest.mark.parametrize("destination", ["image", "script", "iframe", "empty", "style"])
+def test_a_link_a_page_embeds_leaves_no_cookie(browser, runnable_offer, affiliate, destination):
+    """<img src=/click…> on an affiliate's page (cookie stuffing): the browser says what asked
+    for the link (Sec-Fetch-Dest). Recorded as a non-browser click, redirected, no cookie."""
+    response = browser.get(
+        _click_url(offer_id=runnable_offer.pk, aff_id=affiliate.pk),
+        headers={"Sec-Fetch-Dest": destination, "Sec-Fetch-Mode": "no-cors"},
+    )
+    assert response.status_code == 302
+    assert not response.cookies
+    drain()
+    click = Click.objects.get()
+    assert (click.non_browser, click.is_unique) == (True, False)
+
+
+def test_a_link_the_shopper_opens_is_a_document(browser, runnable_offer, affiliate):
+    response = browser.get(
+        _click_url(offer_id=runnable_offer.pk, aff_id=affiliate.pk),
+        headers={"Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate"},
+    )
+    assert {"ocpa_cid", f"ocpa_cid_{runnable_offer.pk}", "ocpa_vid"} <= set(response.cookies)
+    drain()
+    assert Click.objects.get().non_browser is False
+
+
 @pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
 def test_unsafe_methods_are_refused(browser, runnable_offer, affiliate, method):
     response = getattr(browser, method)(_click_url(offer_id=runnable_offer.pk, aff_id=affiliate.pk))
