@@ -82,11 +82,15 @@ def chromium(monkeypatch) -> Iterator[Browser]:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
-        # Django keeps the connections opened meanwhile apart (per context, not per thread):
-        # closed here, or they would hold the test database open at its teardown.
-        connections.close_all()
+        try:
+            yield browser
+        finally:
+            try:
+                browser.close()
+            finally:
+                # Django keeps the connections opened meanwhile apart (per context, not per
+                # thread): closed here, or they would hold the test database open at its end.
+                connections.close_all()
 
 
 def _conversion(order_id: str, timeout: float = 20) -> Conversion:
