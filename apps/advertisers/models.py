@@ -26,7 +26,8 @@ class Advertiser(models.Model):
         max_length=16, choices=AdvertiserStatus.choices, default=AdvertiserStatus.ACTIVE
     )
     # Postback security: the token is stored hashed and shown once when (re)generated.
-    postback_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # Indexed: reversals and pixels find the advertiser a token belongs to by its hash.
+    postback_token_hash = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
     postback_token_prefix = models.CharField(max_length=16, blank=True, editable=False)
     require_token = models.BooleanField(
         default=True, help_text="Refuse postbacks without the advertiser's token."

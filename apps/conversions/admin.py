@@ -224,12 +224,17 @@ class InboundPostbackLogAdmin(AdvertiserScopedAdmin):
         "unknown_click": "No click has this id: mistyped, not from us, or not a click id at all.",
         "bad_token": "The postback token is missing or wrong for the click's advertiser.",
         "pixel_not_enabled": "The offer does not take this kind of pixel (its pixel methods).",
-        "token_exposed": "A pixel carried the advertiser's secret postback token, which is "
-        "public in a page: rotate the token and take it out of the pixel.",
+        "token_exposed": "A pixel carried this advertiser's secret postback token, which is "
+        "public in a page: rotate the token and take it out of the pixel (the row is the "
+        "token's advertiser's, whatever offer the pixel named).",
         "missing_offer_id": "The pixel did not name its offer (offer_id=…).",
-        "click_of_another_offer": "The browser's click is on another offer than the pixel's.",
-        "ip_not_allowed": "The sender's IP is not in the advertiser's IP allowlist.",
-        "signature_required": "The advertiser requires an HMAC signature and none was sent.",
+        "unknown_offer": "The pixel named an offer we do not have.",
+        "click_of_another_offer": "The browser's latest click is on another offer than the "
+        "pixel's (its click id is not shown here).",
+        "ip_not_allowed": "The sender's IP is not in the advertiser's IP allowlist (a pixel: "
+        "an advertiser with an IP allowlist gets no pixels).",
+        "signature_required": "The advertiser requires an HMAC signature and none was sent (a "
+        "pixel: an advertiser that requires signatures gets no pixels).",
         "signing_not_configured": "A signature was sent but the advertiser has no signing secret.",
         "bad_signature_timestamp": "X-OpenCPA-Timestamp is missing or not unix seconds.",
         "signature_expired": "X-OpenCPA-Timestamp is too far from our clock (5 min by default).",

@@ -8,7 +8,10 @@ then be a click of that offer (`click_of_another_offer` otherwise: the shopper's
 be on another advertiser's offer). The other parameters are the postback's (goal, amount,
 order_id, status, adv1…adv5, and their aliases) minus the click id, which only a cookie gives: a
 click id in the query is ignored. With no cookie the call is logged as rejected,
-`missing_click_id`; with no offer, `missing_offer_id`.
+`missing_click_id`; with no offer, `missing_offer_id` (`unknown_offer` for one we do not have).
+The log row is the named offer's advertiser's, without the click id when the click is another
+offer's. A click served by a fallback offer (always the same advertiser's) converts through a
+pixel naming either offer.
 
 The answer is always the asset (200, no-cache), whatever the outcome, so a refused conversion never
 shows as a broken image or a script error on the advertiser's page; the outcome goes to the
@@ -21,13 +24,15 @@ conversion, recorded by the server before it answers, and the script itself does
 Security: a pixel's URL is public in the advertiser's page, so it carries no secret, and an offer
 takes only the pixels its `pixel_methods` name (none by default: server postbacks only). What
 proves a pixel is the click cookie alone: only a browser that clicked can convert its own click,
-so a pixel never converts by coupon code (codes are public). Any advertiser's postback token in a
-pixel is refused first (`token_exposed`, on that advertiser's log row), to be rotated before a
-reader of the page uses it on /postback. A browser cannot sign and calls from the shopper's IP,
-so an advertiser that requires signatures or has an IP allowlist gets no pixels. A browser that
-clicked may still send what it likes, so a pixel's `status` can hold or reject a conversion but
-never approve one the goal leaves pending, and a pixel fired again for a recorded order is a
-duplicate that moves nothing (services.BROWSER_METHODS). Server postbacks are the stronger method.
+so a pixel never converts by coupon code (codes are public), and a click an <img>, <script> or
+<iframe> requested (cookie stuffing) sets no cookie (tracking.http). Any advertiser's postback
+token in a pixel is refused first (`token_exposed`, on that advertiser's log row), to be rotated
+before a reader of the page uses it on /postback. A browser cannot sign and calls from the
+shopper's IP, so an advertiser that requires signatures or has an IP allowlist gets no pixels. A
+browser that clicked may still send what it likes, so a pixel's `status` can hold or reject a
+conversion but never approve one the goal leaves pending, and a pixel fired again for a recorded
+order is a duplicate that moves nothing (services.BROWSER_METHODS). Server postbacks are the
+stronger method.
 
 Browsers that block third-party cookies do not send the cookie to a pixel on another site: the
 cookie is only sent cross-site when it was set over HTTPS (SameSite=None; Secure).
@@ -78,9 +83,12 @@ def pixel_conversion_record(request: HttpRequest, *, via: ConversionMethod) -> N
     raw = {key: value for key, value in query.items() if key not in CLICK_ID_NAMES}
     # The browser's latest click on the offer the pixel names; clicks made before that cookie
     # existed are in the latest-click-of-all cookie (services checks the click is the offer's).
+    # A pixel that names no offer gets no click: the latest one may be any advertiser's.
     offer_id = digits_int(postback_params_parse(raw)["offer_id"])
-    click_id = request.COOKIES.get(offer_click_cookie_name(offer_id), "") if offer_id else ""
-    click_id = click_id or request.COOKIES.get(settings.CLICK_COOKIE_NAME, "")
+    click_id = ""
+    if offer_id is not None:
+        click_id = request.COOKIES.get(offer_click_cookie_name(offer_id), "")
+        click_id = click_id or request.COOKIES.get(settings.CLICK_COOKIE_NAME, "")
     if click_id:
         raw = {"click_id": click_id, **raw}
     services.postback_process(

@@ -147,13 +147,14 @@ def advertiser_authenticate(
     return signed
 
 
-def pixel_precheck(params: Mapping[str, str], log: InboundPostbackLog | None) -> int:
-    """What a pixel must pass before its click is read; returns the id of the offer it names.
+def pixel_precheck(params: Mapping[str, str], log: InboundPostbackLog | None) -> Offer:
+    """What a pixel must pass before its click is read; returns the offer it names, whose
+    advertiser's page it is on (the log row is that advertiser's).
 
     A pixel's URL is public, so it carries no secret: any advertiser's postback token in one is
-    refused, to be noticed (the log row is the advertiser's) and rotated before a reader of the
-    page uses it on /postback. It names its offer (`offer_id`, Everflow's `oid`), as a pixel
-    snippet does: the click cookie is the browser's and a shopper clicks other offers too."""
+    refused, to be noticed (the row is the token's advertiser's, without the browser's click) and
+    rotated before a reader of the page uses it on /postback. It names its offer (`offer_id`,
+    Everflow's `oid`), as a pixel snippet does: the browser's latest click may be another's."""
     token = params["token"]
     if token:
         exposed = (
@@ -163,21 +164,33 @@ def pixel_precheck(params: Mapping[str, str], log: InboundPostbackLog | None) ->
         )
         if exposed is not None:
             if log is not None:
-                log.advertiser_id = exposed
+                log.advertiser_id, log.click_id = exposed, ""
             raise PostbackRejected("token_exposed", http_status=403)
     offer_id = digits_int(params["offer_id"])
     if offer_id is None:
         raise PostbackRejected("missing_offer_id")
-    return offer_id
+    named = catalog.offer_with_advertiser(offer_id)
+    if named is None:
+        if log is not None:
+            log.click_id = ""  # the browser's latest click: any advertiser's
+        raise PostbackRejected("unknown_offer", http_status=404)
+    if log is not None:
+        log.advertiser_id = named.advertiser_id
+    return named
 
 
-def pixel_authenticate(*, offer: Offer, offer_id: int | None, via: ConversionMethod) -> None:
-    """Raise PostbackRejected unless the click is of the offer the pixel names and that offer
-    takes this kind of pixel. The click cookie is a pixel's only proof: an advertiser that asks
-    its server's postbacks to be signed or to come from its IPs gets no pixels (a browser can do
-    neither)."""
-    if offer.pk != offer_id:
+def pixel_authenticate(
+    *, click: Click, named: Offer, via: ConversionMethod, log: InboundPostbackLog | None
+) -> None:
+    """Raise PostbackRejected unless the click is of the offer the pixel names (or was served by
+    its fallback offer, the same advertiser's) and the click's offer takes this kind of pixel.
+    The click cookie is a pixel's only proof: an advertiser that asks its server's postbacks to
+    be signed or to come from its IPs gets no pixels (a browser can do neither)."""
+    if named.pk not in (click.offer_id, click.origin_offer_id):
+        if log is not None:
+            log.click_id = ""  # another offer's click: not for this advertiser's eyes
         raise PostbackRejected("click_of_another_offer")
+    offer = click.offer
     if via not in offer.pixel_methods:
         raise PostbackRejected("pixel_not_enabled", http_status=403)
     if offer.advertiser.require_signature:
@@ -468,17 +481,17 @@ def conversion_record(
     shopper_ip = str(parsed_ip) if parsed_ip else None
     email_hash = email_key(params["email"])
     from_browser = via in BROWSER_METHODS
-    pixel_offer_id = pixel_precheck(params, log) if from_browser else None
+    named_offer = pixel_precheck(params, log) if from_browser else None
     attribution = _attribute(
         params, shopper_ip=shopper_ip, email_hash=email_hash, now=now, from_browser=from_browser
     )
     click = attribution.click
     offer = click.offer
-    if log is not None:  # whatever is decided from here on, the click was read once already
-        log.advertiser_id = offer.advertiser_id
-    if from_browser:
-        pixel_authenticate(offer=offer, offer_id=pixel_offer_id, via=via)
+    if named_offer is not None:
+        pixel_authenticate(click=click, named=named_offer, via=via, log=log)
     else:
+        if log is not None:  # whatever is decided from here on, the click was read once already
+            log.advertiser_id = offer.advertiser_id
         advertiser_authenticate(
             advertiser=offer.advertiser,
             token=params["token"],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -77,15 +78,13 @@ def tracking_link(*, offer_id: int, affiliate_id: int) -> str:
     return f"{base}/click?{urlencode({'offer_id': offer_id, 'aff_id': affiliate_id})}"
 
 
-# Where each kind of pixel is served and how a page embeds it ({url} is the pixel's URL).
+# Where each kind of pixel is served and how a page embeds it ({url}: the URL, HTML-escaped).
 _PIXEL_SNIPPETS = {
     "pixel": ("/pixel", '<img src="{url}" width="1" height="1" alt="">'),
-    "iframe": (
-        "/pixel/iframe",
-        '<iframe src="{url}" width="1" height="1" frameborder="0"></iframe>',
-    ),
+    "iframe": ("/pixel/iframe", '<iframe src="{url}" width="1" height="1" hidden></iframe>'),
     "js": ("/pixel.js", '<script src="{url}" async></script>'),
 }
+_POSTBACK_LABEL = "Server postback, from the advertiser's server (recommended)"
 
 
 def offer_tracking_code(*, offer: Offer) -> list[tuple[str, str]]:
@@ -96,20 +95,26 @@ def offer_tracking_code(*, offer: Offer) -> list[tuple[str, str]]:
     take none (apps.conversions.pixel)."""
     base = settings.TRACKING_BASE_URL.rstrip("/")
     goals = list(offer.goals.order_by("-is_default", "pk").values_list("code", flat=True))
-    goal = goals[0] if goals else "GOAL"
-    sale = f"goal={goal}&amount=AMOUNT&order_id=ORDER_ID"
-    code = [
-        (
-            "Server postback, from the advertiser's server (recommended)",
-            f"{base}/postback?click_id=CLICK_ID&{sale}&token=YOUR_POSTBACK_TOKEN",
-        )
-    ]
-    for method in offer.pixel_methods:
-        path, snippet = _PIXEL_SNIPPETS[method]
-        url = f"{base}{path}?offer_id={offer.pk}&{sale}".replace("&", "&amp;")
+    sale = {"goal": goals[0] if goals else "GOAL", "amount": "AMOUNT", "order_id": "ORDER_ID"}
+    postback = {"click_id": "CLICK_ID", **sale, "token": "YOUR_POSTBACK_TOKEN"}
+    code = [(_POSTBACK_LABEL, f"{base}/postback?{urlencode(postback)}")]
+    advertiser = offer.advertiser
+    if offer.pixel_methods and (advertiser.require_signature or advertiser.ip_allowlist):
         code.append(
-            (f"{PixelMethod(method).label}, on the thank-you page", snippet.format(url=url))
+            (
+                "Pixels",
+                "None: the advertiser requires signed postbacks or has an IP allowlist, "
+                "which a browser cannot meet.",
+            )
         )
+        return code
+    for method in offer.pixel_methods:
+        if method not in _PIXEL_SNIPPETS:
+            continue
+        path, snippet = _PIXEL_SNIPPETS[method]
+        url = f"{base}{path}?{urlencode({'offer_id': offer.pk, **sale})}"
+        label = f"{PixelMethod(method).label}, on the thank-you page"
+        code.append((label, snippet.format(url=html.escape(url))))
     if len(goals) > 1:
         code.append(("Goals (goal=…)", ", ".join(goals)))
     return code

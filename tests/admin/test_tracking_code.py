@@ -63,3 +63,17 @@ def test_the_advertiser_user_sees_its_offers_code_escaped_and_without_secrets(
 def test_the_add_page_asks_to_save_first(admin_world: AdminWorld):
     page = admin_world.super_client.get(reverse("admin:offers_offer_add"))
     assert "Save the offer to see its postback URL and pixels." in page.content.decode()
+
+
+def test_no_pixel_code_for_an_advertiser_whose_pixels_are_refused(admin_world: AdminWorld):
+    """Its pixels would be refused (signature_required, ip_not_allowed): the page says why
+    instead of handing out code that records nothing."""
+    w = admin_world
+    w.offer_x.pixel_methods = ["pixel"]
+    w.offer_x.save()
+    w.adv_x.ip_allowlist = ["203.0.113.0/24"]
+    w.adv_x.save()
+    code = offer_tracking_code(offer=w.offer_x)
+    assert code[1][0] == "Pixels"
+    assert code[1][1].startswith("None: the advertiser requires signed postbacks or has an IP")
+    assert not any("/pixel?" in text for _, text in code)

@@ -22,7 +22,9 @@ def offers_keep_their_pixels(apps, schema_editor):
     for offer_id, method in pairs:
         used.setdefault(offer_id, set()).add(method)
     for offer in Offer.objects.filter(pk__in=used):
-        offer.pixel_methods = [m for m in PIXEL_METHODS if m in used[offer.pk]]
+        # Added to what staff may have ticked since offers 0008.
+        methods = used[offer.pk] | set(offer.pixel_methods)
+        offer.pixel_methods = [m for m in PIXEL_METHODS if m in methods]
         offer.save(update_fields=["pixel_methods"])
 
 
