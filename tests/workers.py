@@ -58,12 +58,17 @@ def process_env_for_tests(**env: str) -> dict[str, str]:
     }
 
 
-def celery_worker_stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is not None:
+def process_stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM, and SIGKILL when it has not stopped within `timeout` seconds."""
+    if process.poll() is not None:
         return
-    worker.terminate()
+    process.terminate()
     try:
-        worker.wait(timeout=15)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+        process.kill()
+        process.wait()
+
+
+def celery_worker_stop(worker: subprocess.Popen[bytes]) -> None:
+    process_stop(worker, timeout=15)

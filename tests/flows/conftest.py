@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.workers import process_env_for_tests
+from tests.workers import process_env_for_tests, process_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,10 +73,5 @@ def server(tmp_path) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_stop(process, timeout=30)
         log.close()

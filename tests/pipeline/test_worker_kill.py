@@ -19,7 +19,7 @@ from apps.tracking.click_ids import click_id_new
 from apps.tracking.models import Click
 from apps.tracking.tasks import drain_clicks
 from tests.pipeline.conftest import GB_IP, WINDOWS_CHROME, stream_state
-from tests.workers import celery_worker_start
+from tests.workers import celery_worker_start, process_stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,13 +44,7 @@ def workers(tmp_path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
     yield start
     for worker in started:
-        if worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        process_stop(worker, timeout=10)
 
 
 def _wait_for(check: Callable[[], Any], timeout: float, every: float = 0.01) -> Any:
