@@ -107,14 +107,16 @@ class Command(BaseCommand):
         advertiser_rotate_postback_token(advertiser=advertiser, token=advertiser_token)
 
         offers = []
-        for name, visibility, lead, sale in (
+        # The shop's thank-you page may use an image pixel (its code is on the offer's page).
+        for name, visibility, lead, sale, pixels in (
             (
                 "Demo Insurance Leads",
                 OfferVisibility.APPROVAL_REQUIRED,
                 ("2.50", "4.00"),
                 ("10", "15"),
+                [],
             ),
-            ("Demo Shop Sales", OfferVisibility.PUBLIC, ("1.00", "1.50"), ("8", "12")),
+            ("Demo Shop Sales", OfferVisibility.PUBLIC, ("1.00", "1.50"), ("8", "12"), ["pixel"]),
         ):
             offer, _ = Offer.objects.update_or_create(
                 advertiser=advertiser,
@@ -123,6 +125,7 @@ class Command(BaseCommand):
                     "visibility": visibility,
                     "destination_url": DESTINATION,
                     "fallback_url": "https://shop.example.com/",
+                    "pixel_methods": pixels,
                 },
             )
             offers.append((offer, _goals(offer, lead, sale)))
