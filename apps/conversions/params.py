@@ -63,8 +63,14 @@ STATUS_ALIASES: dict[str, ConversionStatus] = {
 }
 
 
+# The goal names whose value may be the goal's id rather than its code: HasOffers' and Scaleo's
+# goal_id, Everflow's event_id and adv_event_id carry a number.
+GOAL_ID_NAMES = frozenset({"goal_id", "event_id", "adv_event_id"})
+
+
 def postback_params_parse(raw: Mapping[str, str]) -> dict[str, str]:
-    """Canonical name -> stripped value ("" when absent). Raw id values are kept whole."""
+    """Canonical name -> stripped value ("" when absent). Raw id values are kept whole.
+    `goal_by_id` is "1" when the goal came under a name that may carry its id (GOAL_ID_NAMES)."""
     params: dict[str, str] = {}
     for canonical, names in POSTBACK_ALIASES.items():
         value = ""
@@ -72,8 +78,11 @@ def postback_params_parse(raw: Mapping[str, str]) -> dict[str, str]:
             candidate = raw.get(name)
             if candidate is not None and str(candidate).strip():
                 value = str(candidate).strip()
+                if canonical == "goal" and name in GOAL_ID_NAMES:
+                    params["goal_by_id"] = "1"
                 break
         params[canonical] = value
+    params.setdefault("goal_by_id", "")
     for key in ("adv1", "adv2", "adv3", "adv4", "adv5", "reason"):
         params[key] = text_clean(params[key], MAX_ID_LENGTH)
     return params

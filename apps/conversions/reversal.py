@@ -76,10 +76,10 @@ def _candidates(params: Mapping[str, str], advertiser: Advertiser | None) -> Que
     if params["goal"]:
         if not token_like(params["goal"]):
             raise PostbackRejected("unknown_goal")
-        # By code, or by id as HasOffers and Everflow send it, when the conversion's offer has
-        # no goal with that code (a code wins, as in offers.selectors.goal_for_code).
+        # By code, or by id as HasOffers and Everflow send it (goal_id, adv_event_id…), when the
+        # conversion's offer has no goal with that code (as in offers.selectors.goal_for_code).
         by_goal = Q(goal__code=params["goal"])
-        goal_pk = digits_int(params["goal"])
+        goal_pk = digits_int(params["goal"]) if params["goal_by_id"] else None
         if goal_pk is not None:
             code_on_offer = Goal.objects.filter(
                 offer_id=OuterRef("goal__offer_id"), code=params["goal"]

@@ -501,7 +501,7 @@ def conversion_record(
         )
     if params["goal"] and not token_like(params["goal"]):
         raise PostbackRejected("unknown_goal")
-    goal = goal_for_code(offer=offer, code=params["goal"])
+    goal = goal_for_code(offer=offer, code=params["goal"], by_id=bool(params["goal_by_id"]))
     if goal is None:
         raise PostbackRejected("unknown_goal")
     order_id = params["order_id"]

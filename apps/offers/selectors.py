@@ -59,15 +59,16 @@ def _offer_goals(offer_id: int) -> tuple[Goal, ...]:
     return tuple(Goal.objects.filter(offer_id=offer_id).order_by("pk"))
 
 
-def goal_for_code(*, offer: Offer, code: str | None) -> Goal | None:
-    """The goal a postback names, by its code or else by its id (HasOffers' and Everflow's
-    postbacks carry the goal's number: goal_id=12, adv_event_id=12), or the offer's default goal
-    when it names none (from the catalog: shared read-only instances). A code wins over an id."""
+def goal_for_code(*, offer: Offer, code: str | None, by_id: bool = False) -> Goal | None:
+    """The goal a postback names by its code, or the offer's default goal when it names none
+    (from the catalog: shared read-only instances). `by_id`: the name it came under may carry
+    the goal's id instead (HasOffers' goal_id=12, Everflow's adv_event_id=12), tried when no
+    goal of the offer has that code."""
     goals: tuple[Goal, ...] = catalog.cached("offer-goals", offer.pk, _offer_goals)
     if not code:
         return next((goal for goal in goals if goal.is_default), None)
     by_code = next((goal for goal in goals if goal.code == code), None)
-    goal_pk = digits_int(code)
+    goal_pk = digits_int(code) if by_id else None
     if by_code is not None or goal_pk is None:
         return by_code
     return next((goal for goal in goals if goal.pk == goal_pk), None)

@@ -11,7 +11,7 @@ from apps.conversions.params import (
     postback_params_parse,
 )
 
-EMPTY = dict.fromkeys(POSTBACK_ALIASES, "")
+EMPTY = {**dict.fromkeys(POSTBACK_ALIASES, ""), "goal_by_id": ""}
 
 
 def test_canonical_names_and_nothing_else():
@@ -38,6 +38,22 @@ def test_aliases_map_to_canonical_names(raw):
         "g",
         "s",
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "by_id"),
+    [
+        ({"goal": "12"}, ""),
+        ({"goal_alias": "12"}, ""),
+        ({"goal_id": "12"}, "1"),
+        ({"event_id": "12"}, "1"),
+        ({"adv_event_id": "12"}, "1"),
+        ({"goal": "sale", "goal_id": "12"}, ""),  # the code's name comes first and wins
+        ({"goal": " ", "goal_id": "12"}, "1"),
+    ],
+)
+def test_which_goal_names_may_carry_an_id(raw, by_id):
+    assert postback_params_parse(raw)["goal_by_id"] == by_id
 
 
 def test_first_non_blank_alias_wins():

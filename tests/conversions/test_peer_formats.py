@@ -355,10 +355,25 @@ def test_the_goal_by_its_id_as_hasoffers_and_everflow_send_it(client, click, sal
     assert Conversion.objects.get().goal == sale_goal
 
 
+@pytest.mark.parametrize("name", ["goal", "goal_alias"])
+def test_a_number_under_a_code_name_is_a_code_only(client, click, sale_goal, name):
+    """`goal` (ours, Affise) and `goal_alias` (Scaleo) carry codes: a number there that is no
+    goal's code is unknown, whatever goal has it as its id."""
+    _refused(
+        client.get(
+            "/postback", {name: str(sale_goal.pk), "click_id": click.click_id, "token": TOKEN}
+        ),
+        400,
+        "unknown_goal",
+    )
+
+
 def test_a_goal_code_wins_over_another_goals_id(client, click, goal, sale_goal):
     """A goal whose code is the number another goal has as its id is the one meant."""
     numbered = factories.GoalFactory(offer=goal.offer, code=str(sale_goal.pk), is_default=False)
-    client.get("/postback", {"goal": str(sale_goal.pk), "click_id": click.click_id, "token": TOKEN})
+    client.get(
+        "/postback", {"goal_id": str(sale_goal.pk), "click_id": click.click_id, "token": TOKEN}
+    )
     assert Conversion.objects.get().goal == numbered
 
 

@@ -240,11 +240,22 @@ def test_a_goal_code_wins_over_another_goals_id(click, lead_and_sale):
     lead, sale = lead_and_sale
     factories.GoalFactory(offer=lead.offer, code=str(sale.goal_id), is_default=False)
     _rejected(
-        _reverse(click_id=click.click_id, goal=str(sale.goal_id), token=TOKEN),
+        _reverse(click_id=click.click_id, goal_id=str(sale.goal_id), token=TOKEN),
         404,
         "unknown_conversion",
     )
     assert (_status(lead), _status(sale)) == ("approved", "approved")
+
+
+def test_a_goal_id_under_goal_is_a_code_only(click, lead_and_sale):
+    """`goal` carries a code (Affise, ours); only goal_id, event_id and adv_event_id may carry
+    an id."""
+    _lead, sale = lead_and_sale
+    _rejected(
+        _reverse(click_id=click.click_id, goal=str(sale.goal_id), token=TOKEN),
+        404,
+        "unknown_conversion",
+    )
 
 
 def test_the_id_of_another_offers_goal_matches_nothing(click, lead_and_sale):
