@@ -10,8 +10,8 @@ order_id, status, adv1…adv5, and their aliases) minus the click id, which only
 click id in the query is ignored. With no cookie the call is logged as rejected,
 `missing_click_id`; with no offer, `missing_offer_id` (`unknown_offer` for one we do not have).
 The log row is the named offer's advertiser's, without the click id when the click is another
-offer's. A click served by a fallback offer (always the same advertiser's) converts through a
-pixel naming either offer.
+offer's. A click served by a fallback offer of the same advertiser converts through a pixel
+naming either offer (on the serving offer, with its settings and goals).
 
 The answer is always the asset (200, no-cache), whatever the outcome, so a refused conversion never
 shows as a broken image or a script error on the advertiser's page; the outcome goes to the

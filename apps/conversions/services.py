@@ -147,6 +147,14 @@ def advertiser_authenticate(
     return signed
 
 
+def _log_without_click(log: InboundPostbackLog | None) -> None:
+    """The browser's click on a pixel's log row is dropped when it may be another advertiser's
+    (the row goes to the advertiser whose page the pixel is on): its id and its logged param."""
+    if log is not None:
+        log.click_id = ""
+        log.params.pop("click_id", None)
+
+
 def pixel_precheck(params: Mapping[str, str], log: InboundPostbackLog | None) -> Offer:
     """What a pixel must pass before its click is read; returns the offer it names, whose
     advertiser's page it is on (the log row is that advertiser's).
@@ -163,16 +171,16 @@ def pixel_precheck(params: Mapping[str, str], log: InboundPostbackLog | None) ->
             .first()
         )
         if exposed is not None:
+            _log_without_click(log)
             if log is not None:
-                log.advertiser_id, log.click_id = exposed, ""
+                log.advertiser_id = exposed
             raise PostbackRejected("token_exposed", http_status=403)
     offer_id = digits_int(params["offer_id"])
     if offer_id is None:
         raise PostbackRejected("missing_offer_id")
     named = catalog.offer_with_advertiser(offer_id)
     if named is None:
-        if log is not None:
-            log.click_id = ""  # the browser's latest click: any advertiser's
+        _log_without_click(log)
         raise PostbackRejected("unknown_offer", http_status=404)
     if log is not None:
         log.advertiser_id = named.advertiser_id
@@ -182,15 +190,18 @@ def pixel_precheck(params: Mapping[str, str], log: InboundPostbackLog | None) ->
 def pixel_authenticate(
     *, click: Click, named: Offer, via: ConversionMethod, log: InboundPostbackLog | None
 ) -> None:
-    """Raise PostbackRejected unless the click is of the offer the pixel names (or was served by
-    its fallback offer, the same advertiser's) and the click's offer takes this kind of pixel.
-    The click cookie is a pixel's only proof: an advertiser that asks its server's postbacks to
-    be signed or to come from its IPs gets no pixels (a browser can do neither)."""
-    if named.pk not in (click.offer_id, click.origin_offer_id):
-        if log is not None:
-            log.click_id = ""  # another offer's click: not for this advertiser's eyes
-        raise PostbackRejected("click_of_another_offer")
+    """Raise PostbackRejected unless the click is of the offer the pixel names, or was served by
+    that offer's fallback offer of the same advertiser, and the offer that served it takes this
+    kind of pixel (its settings and goals apply: the conversion is its). The click cookie is a
+    pixel's only proof: an advertiser that asks its server's postbacks to be signed or to come
+    from its IPs gets no pixels (a browser can do neither)."""
     offer = click.offer
+    served_for_named = named.pk == click.origin_offer_id and (
+        offer.advertiser_id == named.advertiser_id  # a fallback offer may have moved since
+    )
+    if named.pk != click.offer_id and not served_for_named:
+        _log_without_click(log)
+        raise PostbackRejected("click_of_another_offer")
     if via not in offer.pixel_methods:
         raise PostbackRejected("pixel_not_enabled", http_status=403)
     if offer.advertiser.require_signature:

@@ -108,14 +108,14 @@ def offer_tracking_code(*, offer: Offer) -> list[tuple[str, str]]:
                 "which a browser cannot meet.",
             )
         )
-        return code
-    for method in offer.pixel_methods:
-        if method not in _PIXEL_SNIPPETS:
-            continue
-        path, snippet = _PIXEL_SNIPPETS[method]
-        url = f"{base}{path}?{urlencode({'offer_id': offer.pk, **sale})}"
-        label = f"{PixelMethod(method).label}, on the thank-you page"
-        code.append((label, snippet.format(url=html.escape(url))))
+    else:
+        for method in offer.pixel_methods:
+            if method not in _PIXEL_SNIPPETS:
+                continue
+            path, snippet = _PIXEL_SNIPPETS[method]
+            url = f"{base}{path}?{urlencode({'offer_id': offer.pk, **sale})}"
+            label = f"{PixelMethod(method).label}, on the thank-you page"
+            code.append((label, snippet.format(url=html.escape(url))))
     if len(goals) > 1:
         code.append(("Goals (goal=…)", ", ".join(goals)))
     return code

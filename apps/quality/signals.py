@@ -293,7 +293,8 @@ def signal_bot_user_agent(*, is_bot: bool, user_agent: str) -> Signal | None:
 
 
 def signal_non_browser(*, non_browser: bool, is_bot: bool) -> Signal | None:
-    """Empty UA, HEAD or a prefetch (already covered when the UA is a known bot)."""
+    """Empty UA, HEAD, a prefetch, or a link a page's image, script or iframe asked for (already
+    covered when the UA is a known bot)."""
     if non_browser and not is_bot:
         return Signal(Reason.NON_BROWSER, {})
     return None

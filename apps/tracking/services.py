@@ -183,8 +183,8 @@ def _serve(offer: OfferSnapshot, visit: _Visit, origin_offer_id: int | None) -> 
             cap_id=rule.cap_id, period=rule.period, now=visit.now, timezone=offer.timezone
         )
         caps.append(CapCounter(key=key, limit=rule.limit, ttl_seconds=ttl))
-    # A HEAD, a prefetch or an empty UA is never unique, and must not use up the visitor's unique
-    # click either: the browser's real click usually follows it.
+    # A HEAD, a prefetch, an empty UA or a link a page embeds is never unique, and must not use
+    # up the visitor's unique click either: the browser's real click may follow it.
     visitor_keys = [] if visit.non_browser else _visitor_keys(offer.id, visit)
     try:
         result = click_buffer_append(click=click, visitor_keys=visitor_keys, caps=caps)

@@ -73,7 +73,9 @@ def test_no_pixel_code_for_an_advertiser_whose_pixels_are_refused(admin_world: A
     w.offer_x.save()
     w.adv_x.ip_allowlist = ["203.0.113.0/24"]
     w.adv_x.save()
+    factories.GoalFactory(offer=w.offer_x, code="sale", is_default=False)
     code = offer_tracking_code(offer=w.offer_x)
     assert code[1][0] == "Pixels"
+    assert code[-1] == ("Goals (goal=…)", "lead, sale")  # the postback needs them all the same
     assert code[1][1].startswith("None: the advertiser requires signed postbacks or has an IP")
     assert not any("/pixel?" in text for _, text in code)

@@ -285,6 +285,7 @@ def test_the_postback_token_in_a_pixel_is_refused(browser, click, name):
     assert log.params[name] == "***"
     assert log.advertiser == click.offer.advertiser  # in its own postback debugger
     assert log.click_id == ""  # the browser's click may be another advertiser's
+    assert "click_id" not in log.params
 
 
 @pytest.mark.parametrize("pixels", [[], ["pixel"]])
@@ -320,6 +321,7 @@ def test_an_offer_we_do_not_have(browser, click):
     _asset(_with_cookie(browser, click.click_id).get("/pixel"), "/pixel")
     log = _logged("/pixel", "rejected", "unknown_offer", 404)
     assert (log.click_id, log.advertiser) == ("", None)
+    assert "click_id" not in log.params
 
 
 def test_a_click_on_another_offer_does_not_convert_here(browser, click):
@@ -335,6 +337,7 @@ def test_a_click_on_another_offer_does_not_convert_here(browser, click):
     assert Conversion.objects.count() == 0
     log = _logged("/pixel", "rejected", "click_of_another_offer", 400)
     assert (log.click_id, log.advertiser) == ("", other.advertiser)
+    assert "click_id" not in log.params and click.click_id not in str(log.params)
 
 
 def test_the_offers_own_cookie_wins_over_the_latest_click(browser, click, offer):
@@ -360,6 +363,21 @@ def test_a_click_a_fallback_offer_served_converts_through_the_named_offers_pixel
     _asset(browser.get("/pixel", {"order_id": "FB-1"}), "/pixel")
     conversion = Conversion.objects.get()
     assert (conversion.click_id, conversion.offer) == (click.click_id, served_by)
+
+
+def test_a_fallback_offer_moved_to_another_advertiser_does_not_convert_through_the_link_offer(
+    browser, offer, affiliate
+):
+    """Offer.clean keeps a fallback offer the same advertiser's, but only when the linking offer
+    is saved: a fallback offer moved since is another advertiser's, and so is its click."""
+    served_by = factories.OfferFactory(pixel_methods=["pixel"])  # another advertiser
+    factories.GoalFactory(offer=served_by, code="lead")
+    click = factories.ClickFactory(offer=served_by, affiliate=affiliate, origin_offer_id=offer.pk)
+    browser.cookies[f"{settings.CLICK_COOKIE_NAME}_{offer.pk}"] = click.click_id
+    _asset(browser.get("/pixel", {"order_id": "FB-2"}), "/pixel")
+    assert Conversion.objects.count() == 0
+    log = _logged("/pixel", "rejected", "click_of_another_offer", 400)
+    assert (log.click_id, log.advertiser, "click_id" in log.params) == ("", offer.advertiser, False)
 
 
 def test_an_advertiser_with_an_ip_allowlist_gets_no_pixels(browser, click):
