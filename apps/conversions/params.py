@@ -68,21 +68,28 @@ STATUS_ALIASES: dict[str, ConversionStatus] = {
 GOAL_ID_NAMES = frozenset({"goal_id", "event_id", "adv_event_id"})
 
 
+def _first_given(raw: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str]:
+    """(name, stripped value) of the first of `names` given a non-blank value; ("", "") if none."""
+    for name in names:
+        candidate = raw.get(name)
+        if candidate is not None and str(candidate).strip():
+            return name, str(candidate).strip()
+    return "", ""
+
+
+def param_value(raw: Mapping[str, str], canonical: str) -> str:
+    """One canonical parameter of postback_params_parse, without parsing the others."""
+    return _first_given(raw, POSTBACK_ALIASES[canonical])[1]
+
+
 def postback_params_parse(raw: Mapping[str, str]) -> dict[str, str]:
     """Canonical name -> stripped value ("" when absent). Raw id values are kept whole.
     `goal_by_id` is "1" when the goal came under a name that may carry its id (GOAL_ID_NAMES)."""
     params: dict[str, str] = {}
     for canonical, names in POSTBACK_ALIASES.items():
-        value = ""
-        for name in names:
-            candidate = raw.get(name)
-            if candidate is not None and str(candidate).strip():
-                value = str(candidate).strip()
-                if canonical == "goal" and name in GOAL_ID_NAMES:
-                    params["goal_by_id"] = "1"
-                break
-        params[canonical] = value
-    params.setdefault("goal_by_id", "")
+        name, params[canonical] = _first_given(raw, names)
+        if canonical == "goal":
+            params["goal_by_id"] = "1" if name in GOAL_ID_NAMES else ""
     for key in ("adv1", "adv2", "adv3", "adv4", "adv5", "reason"):
         params[key] = text_clean(params[key], MAX_ID_LENGTH)
     return params

@@ -56,7 +56,7 @@ from apps.common.net import client_ip
 from apps.common.text import digits_int
 from apps.conversions import services
 from apps.conversions.models import ConversionMethod
-from apps.conversions.params import CLICK_ID_NAMES, LOGGED_HEADERS, postback_params_parse
+from apps.conversions.params import CLICK_ID_NAMES, LOGGED_HEADERS, param_value
 from apps.conversions.views import inbound_request, request_log_unparsed
 from apps.tracking.http import offer_click_cookie_name
 
@@ -84,7 +84,7 @@ def pixel_conversion_record(request: HttpRequest, *, via: ConversionMethod) -> N
     # The browser's latest click on the offer the pixel names; clicks made before that cookie
     # existed are in the latest-click-of-all cookie (services checks the click is the offer's).
     # A pixel that names no offer gets no click: the latest one may be any advertiser's.
-    offer_id = digits_int(postback_params_parse(raw)["offer_id"])
+    offer_id = digits_int(param_value(raw, "offer_id"))
     click_id = ""
     if offer_id is not None:
         click_id = request.COOKIES.get(offer_click_cookie_name(offer_id), "")

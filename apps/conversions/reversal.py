@@ -16,8 +16,8 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from apps.accounts.services import secret_hash
 from apps.advertisers.models import Advertiser
+from apps.advertisers.selectors import advertiser_for_token
 from apps.common.text import digits_int
 from apps.conversions.models import Conversion, StatusChangeSource
 from apps.conversions.services import (
@@ -38,7 +38,7 @@ def _token_advertiser(token: str) -> Advertiser | None:
     then learns nothing about which conversions exist."""
     if not token:
         return None
-    advertiser = Advertiser.objects.filter(postback_token_hash=secret_hash(token)).first()
+    advertiser = advertiser_for_token(token)
     if advertiser is None:
         raise PostbackRejected("bad_token", http_status=403)
     return advertiser

@@ -11,8 +11,9 @@ from decimal import Decimal
 
 import redis
 
-from apps.accounts.services import secret_hash, secret_matches
+from apps.accounts.services import secret_matches
 from apps.advertisers.models import Advertiser
+from apps.advertisers.selectors import advertiser_for_token
 from apps.advertisers.signing import SignatureRejected, advertiser_signature_check
 from apps.common.db import (
     fetchone_prepared,
@@ -163,18 +164,12 @@ def pixel_precheck(params: Mapping[str, str], log: InboundPostbackLog | None) ->
     refused, to be noticed (the row is the token's advertiser's, without the browser's click) and
     rotated before a reader of the page uses it on /postback. It names its offer (`offer_id`,
     Everflow's `oid`), as a pixel snippet does: the browser's latest click may be another's."""
-    token = params["token"]
-    if token:
-        exposed = (
-            Advertiser.objects.filter(postback_token_hash=secret_hash(token))
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if exposed is not None:
-            _log_without_click(log)
-            if log is not None:
-                log.advertiser_id = exposed
-            raise PostbackRejected("token_exposed", http_status=403)
+    exposed = advertiser_for_token(params["token"])
+    if exposed is not None:
+        _log_without_click(log)
+        if log is not None:
+            log.advertiser_id = exposed.pk
+        raise PostbackRejected("token_exposed", http_status=403)
     offer_id = digits_int(params["offer_id"])
     if offer_id is None:
         raise PostbackRejected("missing_offer_id")

@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.urls import reverse
 
 from apps.common.text import digits_int
 from apps.offers.models import (
@@ -79,11 +80,11 @@ def tracking_link(*, offer_id: int, affiliate_id: int) -> str:
     return f"{base}/click?{urlencode({'offer_id': offer_id, 'aff_id': affiliate_id})}"
 
 
-# Where each kind of pixel is served and how a page embeds it ({url}: the URL, HTML-escaped).
+# Each kind of pixel's URL name (config/urls.py) and how a page embeds it ({url}: HTML-escaped).
 _PIXEL_SNIPPETS = {
-    "pixel": ("/pixel", '<img src="{url}" width="1" height="1" alt="">'),
-    "iframe": ("/pixel/iframe", '<iframe src="{url}" width="1" height="1" hidden></iframe>'),
-    "js": ("/pixel.js", '<script src="{url}" async></script>'),
+    "pixel": ("pixel", '<img src="{url}" width="1" height="1" alt="">'),
+    "iframe": ("pixel-iframe", '<iframe src="{url}" width="1" height="1" hidden></iframe>'),
+    "js": ("pixel-js", '<script src="{url}" async></script>'),
 }
 _POSTBACK_LABEL = "Server postback, from the advertiser's server (recommended)"
 
@@ -112,8 +113,8 @@ def offer_tracking_code(*, offer: Offer) -> list[tuple[str, str]]:
         for method in offer.pixel_methods:
             if method not in _PIXEL_SNIPPETS:
                 continue
-            path, snippet = _PIXEL_SNIPPETS[method]
-            url = f"{base}{path}?{urlencode({'offer_id': offer.pk, **sale})}"
+            url_name, snippet = _PIXEL_SNIPPETS[method]
+            url = f"{base}{reverse(url_name)}?{urlencode({'offer_id': offer.pk, **sale})}"
             label = f"{PixelMethod(method).label}, on the thank-you page"
             code.append((label, snippet.format(url=html.escape(url))))
     if len(goals) > 1:

@@ -110,10 +110,9 @@ def click_respond(
     headers = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer-when-downgrade")]
     if not outcome.click_id:
         headers.append(("X-Fallback-Reason", outcome.fallback_reason or ""))
-        return ClickResponse(outcome.redirect_url, [], headers)
-    if embedded:
-        # An <img>, <script> or <iframe> asked for the link: no shopper chose it (cookie
-        # stuffing), so it leaves no click cookie for a pixel to convert later.
+    if not outcome.click_id or embedded:
+        # Embedded: an <img>, <script> or <iframe> asked for the link, no shopper chose it
+        # (cookie stuffing), so it leaves no click cookie for a pixel to convert later.
         return ClickResponse(outcome.redirect_url, [], headers)
     max_age = outcome.cookie_max_age
     # The latest click of all, and the latest on its offer and (a fallback offer served it) on
